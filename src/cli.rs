@@ -1,0 +1,61 @@
+//! The command line, in the style of the Prometheus exporters (`--config.file`, `--web.listen-address`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::{Format, Level};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "whatsapp_exporter",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("WHATSAPP_EXPORTER_REVISION"), ", built ", env!("WHATSAPP_EXPORTER_BUILD_DATE"), ")"),
+    about = "Prometheus exporter for WhatsApp gateway APIs: PlugzAPI, Z-API, WhatsApp Business API, Green API, Cloud API, and PlugChat webhooks.",
+    after_help = "Exit codes: 0 success; 1 invalid configuration or failed command; 2 bad command line.\nTry it with no account: whatsapp_exporter --demo, then open http://localhost:10070/"
+)]
+pub struct Cli {
+    /// The configuration file (YAML).
+    #[arg(
+        long = "config.file",
+        value_name = "PATH",
+        default_value = "whatsapp_exporter.yml"
+    )]
+    pub config_file: PathBuf,
+
+    /// Validate the configuration, print what is wrong, and exit 0 (valid) or 1.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+
+    /// Where HTTP is served (":10070" listens on every interface).
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value = ":10070"
+    )]
+    pub listen_address: String,
+
+    /// TLS and basic auth for every endpoint, in the exporter-toolkit web-config.yml format.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Run against built-in simulated gateways; needs no configuration and no network.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Log level.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    pub log_level: Level,
+
+    /// Log format.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    pub log_format: Format,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Point all seven PlugChat webhooks of an account at this exporter.
+    PlugchatRegister(crate::webhooks::register::Args),
+}

@@ -1,0 +1,836 @@
+//! The configuration file: YAML as in SPEC.md, validated strictly.
+//!
+//! Parsing happens in two steps so that every error can name the gateway it belongs to: the file is
+//! first read with each gateway kept as a raw YAML value, then each gateway is decoded on its own
+//! (unknown keys rejected) and checked against what its provider needs.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+use crate::sources::Provider;
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_CONCURRENT_POLLS: usize = 64;
+/// Meta retires Graph API versions about two years after release; this one is current in 2026.
+pub const DEFAULT_GRAPH_API_VERSION: &str = "v23.0";
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub global: Global,
+    pub gateways: Vec<GatewayConfig>,
+    pub plugchat: Vec<PlugChatAccount>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub max_concurrent_polls: usize,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            interval: DEFAULT_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            max_concurrent_polls: DEFAULT_MAX_CONCURRENT_POLLS,
+        }
+    }
+}
+
+/// One gateway, with every secret already read from the environment or its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    pub name: String,
+    pub provider: Provider,
+    pub url: String,
+    pub instance: Option<String>,
+    pub token: Option<Secret>,
+    pub client_token: Option<Secret>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub auth: WabaAuth,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: TlsConfig,
+    pub notifications: Notifications,
+    pub phone_number_id: Option<String>,
+    pub api_version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WabaAuth {
+    #[default]
+    Bearer,
+    Apikey,
+    Login,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Notifications {
+    #[default]
+    Off,
+    Consume,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlugChatAccount {
+    pub account: String,
+    pub secret: Secret,
+}
+
+/// Everything wrong with a configuration file, one line per problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn one(msg: impl Into<String>) -> Self {
+        ConfigError(vec![msg.into()])
+    }
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::one(format!(
+            "cannot read {}: {e} (pass --config.file, or try --demo to run without a configuration)",
+            path.display()
+        ))
+    })?;
+    parse(&text, &|name| std::env::var(name).ok())
+}
+
+// ---- raw shapes, as written in the file ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    global: Option<RawGlobal>,
+    #[serde(default)]
+    gateways: Option<Vec<serde_yaml_ng::Value>>,
+    #[serde(default)]
+    webhooks: Option<RawWebhooks>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    interval: Option<String>,
+    timeout: Option<String>,
+    max_concurrent_polls: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    #[serde(default)]
+    plugchat: Vec<serde_yaml_ng::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugChat {
+    account: String,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    name: String,
+    provider: Provider,
+    url: Option<String>,
+    instance: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    client_token: Option<String>,
+    client_token_file: Option<PathBuf>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    auth: Option<WabaAuth>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    tls: Option<TlsConfig>,
+    notifications: Option<Notifications>,
+    phone_number_id: Option<String>,
+    api_version: Option<String>,
+}
+
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Parses a configuration from text; `env` resolves `${VAR}` references.
+pub fn parse(text: &str, env: Env) -> Result<Config, ConfigError> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    let raw: RawConfig =
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::one(e.to_string()))?;
+    let mut errors = Vec::new();
+    let global = parse_global(raw.global.unwrap_or_default(), &mut errors);
+
+    let mut gateways = Vec::new();
+    let mut names = HashSet::new();
+    for (i, value) in raw.gateways.unwrap_or_default().into_iter().enumerate() {
+        let mut ctx = Ctx::gateway(i, &value);
+        if let Some(name) = value.get("name").and_then(|v| v.as_str()) {
+            if !names.insert(name.to_string()) {
+                ctx.err("name", format!("duplicate gateway name {name:?}"));
+            }
+        }
+        if let Some(gw) = parse_gateway(value, &global, env, &mut ctx) {
+            gateways.push(gw);
+        }
+        errors.append(&mut ctx.errors);
+    }
+
+    let mut plugchat = Vec::new();
+    let mut accounts = HashSet::new();
+    let hooks = raw.webhooks.unwrap_or_default().plugchat;
+    for (i, value) in hooks.into_iter().enumerate() {
+        let mut ctx = Ctx::named("webhooks.plugchat", i, &value, "account");
+        if let Some(name) = value.get("account").and_then(|v| v.as_str()) {
+            if !accounts.insert(name.to_string()) {
+                ctx.err("account", format!("duplicate account {name:?}"));
+            }
+        }
+        if let Some(acc) = parse_plugchat(value, env, &mut ctx) {
+            plugchat.push(acc);
+        }
+        errors.append(&mut ctx.errors);
+    }
+
+    if errors.is_empty() {
+        Ok(Config {
+            global,
+            gateways,
+            plugchat,
+        })
+    } else {
+        Err(ConfigError(errors))
+    }
+}
+
+fn parse_global(raw: RawGlobal, errors: &mut Vec<String>) -> Global {
+    let mut g = Global::default();
+    let mut dur = |key: &str, v: Option<String>, out: &mut Duration| {
+        if let Some(v) = v {
+            match parse_duration(&v) {
+                Ok(d) => *out = d,
+                Err(e) => errors.push(format!("global: {key}: {e}")),
+            }
+        }
+    };
+    dur("interval", raw.interval, &mut g.interval);
+    dur("timeout", raw.timeout, &mut g.timeout);
+    if let Some(n) = raw.max_concurrent_polls {
+        if n == 0 {
+            errors.push("global: max_concurrent_polls: must be at least 1".into());
+        } else {
+            g.max_concurrent_polls = n;
+        }
+    }
+    if g.timeout > g.interval {
+        errors.push(format!(
+            "global: timeout: {} is longer than the interval {}",
+            humantime::format_duration(g.timeout),
+            humantime::format_duration(g.interval)
+        ));
+    }
+    g
+}
+
+/// Collects the errors of one list entry, each prefixed with where it is.
+struct Ctx {
+    prefix: String,
+    errors: Vec<String>,
+    /// Keys already reported, so that one mistake is told once.
+    failed: HashSet<String>,
+}
+
+impl Ctx {
+    fn gateway(i: usize, value: &serde_yaml_ng::Value) -> Self {
+        Self::named("gateways", i, value, "name")
+    }
+
+    fn named(list: &str, i: usize, value: &serde_yaml_ng::Value, key: &str) -> Self {
+        let prefix = match value.get(key).and_then(|v| v.as_str()) {
+            Some(name) => format!("{list}[{i}] ({name})"),
+            None => format!("{list}[{i}]"),
+        };
+        Ctx {
+            prefix,
+            errors: Vec::new(),
+            failed: HashSet::new(),
+        }
+    }
+
+    fn err(&mut self, key: &str, msg: impl fmt::Display) {
+        self.failed
+            .insert(key.trim_end_matches("_file").to_string());
+        self.errors.push(format!("{}: {key}: {msg}", self.prefix));
+    }
+
+    fn whole(&mut self, msg: impl fmt::Display) {
+        self.errors.push(format!("{}: {msg}", self.prefix));
+    }
+
+    /// Resolves a secret given inline (with `${VAR}`) or as a file; `None` when neither is set.
+    fn secret(
+        &mut self,
+        key: &str,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+        env: Env,
+    ) -> Option<Secret> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.err(key, format!("set either {key} or {key}_file, not both"));
+                None
+            }
+            (Some(v), None) => match expand_env(&v, env) {
+                Ok(v) if v.is_empty() => {
+                    self.err(key, "is empty");
+                    None
+                }
+                Ok(v) => Some(Secret::new(v)),
+                Err(e) => {
+                    self.err(key, e);
+                    None
+                }
+            },
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(v) if v.trim().is_empty() => {
+                    self.err(
+                        &format!("{key}_file"),
+                        format!("{} is empty", path.display()),
+                    );
+                    None
+                }
+                Ok(v) => Some(Secret::new(v.trim().to_string())),
+                Err(e) => {
+                    self.err(
+                        &format!("{key}_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+}
+
+fn parse_gateway(
+    value: serde_yaml_ng::Value,
+    global: &Global,
+    env: Env,
+    ctx: &mut Ctx,
+) -> Option<GatewayConfig> {
+    let raw: RawGateway = match serde_yaml_ng::from_value(value) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.whole(e);
+            return None;
+        }
+    };
+    let provider = raw.provider;
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        ctx.err("name", "must match [A-Za-z0-9_.-]+");
+    }
+
+    let mut duration = |key: &str, v: Option<String>, default: Duration| match v {
+        None => default,
+        Some(v) => parse_duration(&v).unwrap_or_else(|e| {
+            ctx.err(key, e);
+            default
+        }),
+    };
+    let interval = duration("interval", raw.interval, global.interval);
+    let timeout = duration("timeout", raw.timeout, global.timeout.min(interval));
+    if timeout > interval {
+        ctx.err(
+            "timeout",
+            format!(
+                "{} is longer than the interval {}",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            ),
+        );
+    }
+
+    let url = raw
+        .url
+        .map(|u| {
+            expand_env(&u, env).unwrap_or_else(|e| {
+                ctx.err("url", e);
+                String::new()
+            })
+        })
+        .unwrap_or_else(|| provider.default_url().to_string());
+    let url = url.trim_end_matches('/').to_string();
+    if url.is_empty() {
+        ctx.err(
+            "url",
+            format!("provider {provider} has no default URL: set url"),
+        );
+    } else if !(url.starts_with("http://") || url.starts_with("https://")) {
+        ctx.err("url", "must start with http:// or https://");
+    }
+
+    let token = ctx.secret("token", raw.token, raw.token_file, env);
+    let client_token = ctx.secret("client_token", raw.client_token, raw.client_token_file, env);
+    let password = ctx.secret("password", raw.password, raw.password_file, env);
+    let instance = raw.instance.filter(|i| !i.is_empty());
+
+    let gw = GatewayConfig {
+        name: raw.name,
+        provider,
+        url,
+        instance,
+        token,
+        client_token,
+        interval,
+        timeout,
+        auth: raw.auth.unwrap_or_default(),
+        username: raw.username,
+        password,
+        tls: raw.tls.clone().unwrap_or_default(),
+        notifications: raw.notifications.unwrap_or_default(),
+        phone_number_id: raw.phone_number_id,
+        api_version: raw
+            .api_version
+            .unwrap_or_else(|| DEFAULT_GRAPH_API_VERSION.to_string()),
+    };
+    let used = Used {
+        client_token: gw.client_token.is_some(),
+        auth: raw.auth.is_some(),
+        username: gw.username.is_some(),
+        password: gw.password.is_some(),
+        tls: raw.tls.is_some(),
+        notifications: raw.notifications.is_some(),
+        phone_number_id: gw.phone_number_id.is_some(),
+        api_version: gw.api_version != DEFAULT_GRAPH_API_VERSION,
+    };
+    check_provider_keys(&gw, &used, ctx);
+    if let Some(ca) = &gw.tls.ca_file {
+        if let Err(e) = std::fs::metadata(ca) {
+            ctx.err("tls.ca_file", format!("cannot read {}: {e}", ca.display()));
+        }
+    }
+    ctx.errors.is_empty().then_some(gw)
+}
+
+/// Which optional keys the file set, to reject those a provider does not use.
+struct Used {
+    client_token: bool,
+    auth: bool,
+    username: bool,
+    password: bool,
+    tls: bool,
+    notifications: bool,
+    phone_number_id: bool,
+    api_version: bool,
+}
+
+fn check_provider_keys(gw: &GatewayConfig, used: &Used, ctx: &mut Ctx) {
+    let p = gw.provider;
+    let mut not_used = |key: &str, set: bool| {
+        if set {
+            ctx.err(key, format!("is not used by provider {p}"));
+        }
+    };
+    match p {
+        Provider::PlugzApi | Provider::ZApi | Provider::GreenApi => {
+            not_used("auth", used.auth);
+            not_used("username", used.username);
+            not_used("password", used.password);
+            not_used("phone_number_id", used.phone_number_id);
+            not_used("api_version", used.api_version);
+            if p == Provider::GreenApi {
+                not_used("client_token", used.client_token);
+            } else {
+                not_used("notifications", used.notifications);
+            }
+            if gw.instance.is_none() {
+                ctx.err("instance", format!("provider {p} needs instance"));
+            }
+            if gw.token.is_none() && !ctx.failed.contains("token") {
+                ctx.err("token", format!("provider {p} needs token or token_file"));
+            }
+        }
+        Provider::Waba => {
+            not_used("instance", gw.instance.is_some());
+            not_used("client_token", used.client_token);
+            not_used("notifications", used.notifications);
+            not_used("phone_number_id", used.phone_number_id);
+            not_used("api_version", used.api_version);
+            check_waba_auth(gw, ctx);
+        }
+        Provider::CloudApi => {
+            not_used("instance", gw.instance.is_some());
+            not_used("client_token", used.client_token);
+            not_used("notifications", used.notifications);
+            not_used("auth", used.auth);
+            not_used("username", used.username);
+            not_used("password", used.password);
+            not_used("tls", used.tls);
+            if gw.phone_number_id.as_deref().unwrap_or("").is_empty() {
+                ctx.err("phone_number_id", "provider cloudapi needs phone_number_id");
+            }
+            if gw.token.is_none() && !ctx.failed.contains("token") {
+                ctx.err("token", "provider cloudapi needs token or token_file");
+            }
+        }
+    }
+}
+
+fn check_waba_auth(gw: &GatewayConfig, ctx: &mut Ctx) {
+    match gw.auth {
+        WabaAuth::Bearer | WabaAuth::Apikey => {
+            let auth = if gw.auth == WabaAuth::Bearer {
+                "bearer"
+            } else {
+                "apikey"
+            };
+            if gw.token.is_none() && !ctx.failed.contains("token") {
+                ctx.err("auth", format!("{auth} needs token or token_file"));
+            }
+            if gw.username.is_some() || gw.password.is_some() {
+                ctx.err(
+                    "auth",
+                    format!("{auth} takes no username or password (use auth: login)"),
+                );
+            }
+        }
+        WabaAuth::Login => {
+            if gw.username.as_deref().unwrap_or("").is_empty() {
+                ctx.err("auth", "login needs username");
+            }
+            if gw.password.is_none() && !ctx.failed.contains("password") {
+                ctx.err("auth", "login needs password or password_file");
+            }
+            if gw.token.is_some() {
+                ctx.err("auth", "login gets its own token: remove token");
+            }
+        }
+    }
+}
+
+fn parse_plugchat(value: serde_yaml_ng::Value, env: Env, ctx: &mut Ctx) -> Option<PlugChatAccount> {
+    let raw: RawPlugChat = match serde_yaml_ng::from_value(value) {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.whole(e);
+            return None;
+        }
+    };
+    if raw.account.is_empty()
+        || !raw
+            .account
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        ctx.err("account", "must match [A-Za-z0-9_.-]+");
+    }
+    let secret = ctx.secret("secret", raw.secret, raw.secret_file, env);
+    match secret {
+        None if !ctx.failed.contains("secret") => ctx.err(
+            "secret",
+            "is required: PlugChat signs nothing, the secret in the URL is the only authentication",
+        ),
+        Some(ref s) if s.expose().len() < 16 => ctx.err(
+            "secret",
+            "is shorter than 16 characters: use a long random string",
+        ),
+        _ => {}
+    }
+    if !ctx.errors.is_empty() {
+        return None;
+    }
+    secret.map(|secret| PlugChatAccount {
+        account: raw.account,
+        secret,
+    })
+}
+
+/// Parses a humantime duration such as `30s` or `1m30s`; zero is refused.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration ({e})"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+/// Replaces `${VAR}` with the variable's value; an unset variable is an error that names it
+/// (the value is a secret and is never printed). `$$` is a literal `$`.
+pub fn expand_env(s: &str, env: Env) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or("unclosed ${ in value")?;
+            let var = &body[..end];
+            let value = env(var).ok_or_else(|| format!("environment variable {var} is not set"))?;
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "PLUGZAPI_TOKEN" => Some("tok-123".into()),
+            "PLUGCHAT_SECRET" => Some("0123456789abcdef0123".into()),
+            _ => None,
+        }
+    }
+
+    fn errors(yaml: &str) -> Vec<String> {
+        parse(yaml, &env).expect_err("config should be refused").0
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let cfg = parse(
+            r#"
+global:
+  interval: 30s
+  timeout: 5s
+gateways:
+  - name: sales
+    provider: plugzapi
+    instance: 3C7A1B
+    token: ${PLUGZAPI_TOKEN}
+  - name: z
+    provider: zapi
+    instance: X
+    token: t
+    client_token: ct
+    interval: 1m
+  - name: onprem
+    provider: waba
+    url: https://waba.internal:9090/
+    auth: login
+    username: admin
+    password: pw
+  - name: support
+    provider: greenapi
+    url: https://api.green-api.com
+    instance: "1101000001"
+    token: g
+    notifications: consume
+  - name: brand
+    provider: cloudapi
+    phone_number_id: "106540352242922"
+    token: meta
+webhooks:
+  plugchat:
+    - account: store
+      secret: ${PLUGCHAT_SECRET}
+"#,
+            &env,
+        )
+        .expect("valid config");
+        assert_eq!(cfg.gateways.len(), 5);
+        let sales = &cfg.gateways[0];
+        assert_eq!(sales.url, "https://api.plugzapi.com.br");
+        assert_eq!(sales.token.as_ref().map(|t| t.expose()), Some("tok-123"));
+        assert_eq!(sales.interval, Duration::from_secs(30));
+        assert_eq!(cfg.gateways[1].url, "https://api.z-api.io");
+        assert_eq!(cfg.gateways[1].interval, Duration::from_secs(60));
+        assert_eq!(cfg.gateways[2].url, "https://waba.internal:9090");
+        assert_eq!(cfg.gateways[3].notifications, Notifications::Consume);
+        assert_eq!(cfg.gateways[4].url, "https://graph.facebook.com");
+        assert_eq!(cfg.plugchat[0].account, "store");
+    }
+
+    #[test]
+    fn errors_name_gateway_and_key() {
+        let errs = errors(
+            "gateways:\n  - name: a\n    provider: plugzapi\n    instance: i\n    token: t\n  - name: onprem\n    provider: waba\n    auth: login\n    password: p\n    url: https://x\n",
+        );
+        assert_eq!(
+            errs,
+            vec!["gateways[1] (onprem): auth: login needs username"]
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let errs = errors("gateways:\n  - name: a\n    provider: plugzapi\n    instance: i\n    token: t\n    tokn: x\n");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("gateways[0] (a): "), "{errs:?}");
+        assert!(errs[0].contains("unknown field `tokn`"), "{errs:?}");
+        let errs = errors("global:\n  intervall: 1s\n");
+        assert!(errs[0].contains("unknown field `intervall`"), "{errs:?}");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let errs = errors(
+            r#"
+gateways:
+  - name: a
+    provider: plugzapi
+    instance: i
+    token: t
+    interval: 0s
+  - name: a
+    provider: zapi
+    instance: i
+    token: t
+  - name: b
+    provider: greenapi
+    instance: i
+  - name: c
+    provider: plugzapi
+    instance: i
+    token: ${MISSING}
+    interval: 5s
+    timeout: 10s
+  - name: bad name!
+    provider: cloudapi
+    token: x
+    phone_number_id: "1"
+  - name: d
+    provider: waba
+    url: https://w
+  - name: e
+    provider: plugzapi
+    instance: i
+    token: t
+    notifications: consume
+  - name: f
+    provider: nosuch
+"#,
+        );
+        let expect = [
+            "gateways[0] (a): interval: must be greater than zero",
+            "gateways[1] (a): name: duplicate gateway name \"a\"",
+            "gateways[2] (b): token: provider greenapi needs token or token_file",
+            "gateways[3] (c): timeout: 10s is longer than the interval 5s",
+            "gateways[3] (c): token: environment variable MISSING is not set",
+            "gateways[4] (bad name!): name: must match [A-Za-z0-9_.-]+",
+            "gateways[5] (d): auth: bearer needs token or token_file",
+            "gateways[6] (e): notifications: is not used by provider plugzapi",
+        ];
+        for e in expect {
+            assert!(errs.iter().any(|x| x == e), "missing {e:?} in {errs:#?}");
+        }
+        assert!(
+            errs.iter()
+                .any(|x| x.starts_with("gateways[7] (f): unknown variant `nosuch`")),
+            "{errs:#?}"
+        );
+        assert_eq!(errs.len(), expect.len() + 1, "{errs:#?}");
+    }
+
+    #[test]
+    fn missing_env_error_does_not_print_other_values() {
+        let errs = errors("gateways:\n  - name: a\n    provider: plugzapi\n    instance: i\n    token: abc${NOPE}\n");
+        assert_eq!(
+            errs,
+            vec!["gateways[0] (a): token: environment variable NOPE is not set"]
+        );
+    }
+
+    #[test]
+    fn token_file_is_read_and_trimmed() {
+        let dir = std::env::temp_dir().join(format!("wa-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tok");
+        std::fs::write(&file, "secret-from-file\n").unwrap();
+        let yaml = format!(
+            "gateways:\n  - name: a\n    provider: plugzapi\n    instance: i\n    token_file: {}\n",
+            file.display()
+        );
+        let cfg = parse(&yaml, &env).unwrap();
+        assert_eq!(
+            cfg.gateways[0].token.as_ref().unwrap().expose(),
+            "secret-from-file"
+        );
+        let yaml = "gateways:\n  - name: a\n    provider: plugzapi\n    instance: i\n    token_file: /nonexistent/x\n";
+        assert!(
+            errors(yaml)[0].starts_with("gateways[0] (a): token_file: cannot read /nonexistent/x")
+        );
+    }
+
+    #[test]
+    fn plugchat_needs_a_long_secret() {
+        let errs = errors("webhooks:\n  plugchat:\n    - account: store\n");
+        assert!(
+            errs[0].starts_with("webhooks.plugchat[0] (store): secret: is required"),
+            "{errs:?}"
+        );
+        let errs = errors("webhooks:\n  plugchat:\n    - account: store\n      secret: short\n");
+        assert!(errs[0].contains("shorter than 16"), "{errs:?}");
+        assert!(
+            !errs[0].contains("short\""),
+            "the secret itself is never printed"
+        );
+    }
+
+    #[test]
+    fn env_expansion() {
+        assert_eq!(
+            expand_env("a${PLUGZAPI_TOKEN}b", &env).unwrap(),
+            "atok-123b"
+        );
+        assert_eq!(expand_env("$$x$y", &env).unwrap(), "$x$y");
+        assert!(expand_env("${OPEN", &env).is_err());
+    }
+
+    #[test]
+    fn empty_file_is_a_valid_config_with_no_gateways() {
+        let cfg = parse("{}", &env).unwrap();
+        assert!(cfg.gateways.is_empty());
+        assert_eq!(cfg.global, Global::default());
+    }
+}

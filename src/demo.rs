@@ -1,0 +1,183 @@
+//! `--demo`: simulated gateways of every provider, served from inside the process on 127.0.0.1,
+//! whose states change over time, and a configuration that points at them.
+//!
+//! Each simulator is a pure function of the seconds since the demo started, so the demo tells the
+//! same story every time: a number that connects, a phone that goes offline, a disconnect, a
+//! recovery, a gateway that answers 503 for a while.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio_util::sync::CancellationToken;
+
+use crate::{config, ConfigSource, Exporter};
+
+/// Every simulated story repeats after this many seconds.
+pub const CYCLE_SECS: u64 = 180;
+
+/// The secrets of the demo: not secret, but treated as if they were.
+pub const DEMO_TOKEN: &str = "demo-token-not-secret";
+pub const DEMO_CLIENT_TOKEN: &str = "demo-client-token";
+
+/// Starts the simulated gateways and returns the configuration that polls them.
+pub async fn start() -> Result<ConfigSource, String> {
+    let addr = serve_simulators().await?;
+    let yaml = demo_config(addr);
+    let cfg = config::parse(&yaml, &|_| None).map_err(|e| e.to_string())?;
+    Ok(ConfigSource::Fixed(Box::new(cfg)))
+}
+
+/// The demo configuration, as a user would write it.
+pub fn demo_config(addr: SocketAddr) -> String {
+    format!(
+        r#"global:
+  interval: 5s
+  timeout: 2s
+gateways:
+  - name: sales
+    provider: plugzapi
+    url: http://{addr}
+    instance: DEMO-SALES
+    token: {DEMO_TOKEN}
+  - name: support
+    provider: zapi
+    url: http://{addr}
+    instance: DEMO-SUPPORT
+    token: {DEMO_TOKEN}
+    client_token: {DEMO_CLIENT_TOKEN}
+"#
+    )
+}
+
+async fn serve_simulators() -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| simulate(req, started.elapsed().as_secs()));
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn simulate(req: Request<Incoming>, secs: u64) -> Result<Response<Full<Bytes>>, Infallible> {
+    let t = secs % CYCLE_SECS;
+    let path = req.uri().path().to_string();
+    let (status, body) = route(&req, &path, t);
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+fn route(req: &Request<Incoming>, path: &str, t: u64) -> (u16, String) {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["instances", instance, "token", token, "status"] => {
+            if *token != DEMO_TOKEN {
+                return (401, r#"{"error":"Unauthorized"}"#.into());
+            }
+            match *instance {
+                "DEMO-SALES" => (200, plugzapi_sales(t)),
+                "DEMO-SUPPORT" => {
+                    let ct = req
+                        .headers()
+                        .get("client-token")
+                        .and_then(|v| v.to_str().ok());
+                    if ct != Some(DEMO_CLIENT_TOKEN) {
+                        return (
+                            400,
+                            r#"{"error":"your client-token is not configured"}"#.into(),
+                        );
+                    }
+                    zapi_support(t)
+                }
+                _ => (404, r#"{"error":"Instance not found"}"#.into()),
+            }
+        }
+        _ => (404, r#"{"error":"not found"}"#.into()),
+    }
+}
+
+/// PlugzAPI `sales`: connected; the phone goes offline; the number disconnects; the session needs
+/// restoring; back to connected.
+pub fn plugzapi_sales(t: u64) -> String {
+    let (connected, session, phone, error) = match t {
+        0..=59 => (true, true, true, "You are already connected."),
+        60..=89 => (true, true, false, "You are already connected."),
+        90..=119 => (false, false, true, "You are not connected."),
+        120..=134 => (false, true, true, "You need to restore the session"),
+        _ => (true, true, true, "You are already connected"),
+    };
+    format!(
+        r#"{{"connected":{connected},"session":{session},"error":"{error}","smartphoneConnected":{phone}}}"#
+    )
+}
+
+/// Z-API `support`: healthy, but its API answers 503 for a while.
+pub fn zapi_support(t: u64) -> (u16, String) {
+    if (150..165).contains(&t) {
+        return (
+            503,
+            "<html><body>503 Service Unavailable</body></html>".into(),
+        );
+    }
+    (
+        200,
+        r#"{"connected":true,"session":true,"error":null,"smartphoneConnected":true}"#.into(),
+    )
+}
+
+/// Sends simulated PlugChat webhooks to the exporter itself.
+pub fn spawn_plugchat(
+    _exporter_addr: SocketAddr,
+    _exporter: &Arc<Exporter>,
+    _stop: CancellationToken,
+) {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::plugzapi::{parse, StatusError};
+
+    #[test]
+    fn demo_config_is_valid() {
+        let cfg = config::parse(&demo_config("127.0.0.1:1".parse().unwrap()), &|_| None).unwrap();
+        assert!(cfg.gateways.len() >= 2);
+    }
+
+    #[test]
+    fn sales_story_goes_through_every_state() {
+        let at = |t| parse(plugzapi_sales(t).as_bytes()).unwrap();
+        assert!(at(0).connected && at(0).smartphone_connected == Some(true));
+        assert_eq!(at(70).smartphone_connected, Some(false));
+        assert!(!at(100).connected);
+        assert_eq!(at(125).error, StatusError::RestoreSession);
+        assert!(at(170).connected);
+    }
+}

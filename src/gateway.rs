@@ -1,0 +1,206 @@
+//! A configured gateway at run time: its source, what its polls found, and its rendered series.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::GatewayConfig;
+use crate::error::{PollError, REASONS};
+use crate::exposition::{Family, Fragment, FragmentWriter};
+use crate::sources::{Observation, Source};
+
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub source: Source,
+    state: Mutex<State>,
+    /// The series as of the last change; a scrape takes a clone of the `Arc`.
+    fragment: Mutex<Arc<Fragment>>,
+}
+
+/// What the polls of a gateway have found so far.
+#[derive(Debug, Default)]
+pub struct State {
+    pub polls: u64,
+    pub failures: [u64; REASONS.len()],
+    pub observation: Option<Box<dyn Observation>>,
+    /// The last value of `whatsapp_connected`, kept across failed polls so that flaps are
+    /// counted against the last value seen.
+    pub last_connected: Option<bool>,
+    pub connected_changes: u64,
+    pub last_duration: Option<Duration>,
+    pub last_poll: Option<SystemTime>,
+    pub last_success: Option<SystemTime>,
+    pub last_error: Option<PollError>,
+}
+
+impl State {
+    pub fn up(&self) -> bool {
+        self.observation.is_some()
+    }
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, source: Source) -> Arc<Self> {
+        let gw = Arc::new(Gateway {
+            config,
+            source,
+            state: Mutex::new(State::default()),
+            fragment: Mutex::new(Arc::new(Fragment::default())),
+        });
+        let state = gw.state();
+        gw.render(&state);
+        drop(state);
+        gw
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The state, for reading; a poisoned lock still holds consistent counters.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn fragment(&self) -> Arc<Fragment> {
+        self.fragment
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Polls the gateway once, within its timeout, and records the outcome.
+    pub async fn poll(&self) -> Result<(), PollError> {
+        let timeout = self.config.timeout;
+        let start = Instant::now();
+        let result = match tokio::time::timeout(timeout, self.source.poll(timeout)).await {
+            Ok(r) => r,
+            Err(_) => Err(PollError::Timeout(timeout)),
+        };
+        self.record(result, start.elapsed())
+    }
+
+    fn record(
+        &self,
+        result: Result<Box<dyn Observation>, PollError>,
+        took: Duration,
+    ) -> Result<(), PollError> {
+        let mut st = self.state();
+        let was_up = st.up();
+        st.polls += 1;
+        st.last_duration = Some(took);
+        let now = SystemTime::now();
+        st.last_poll = Some(now);
+        let outcome = match result {
+            Ok(obs) => {
+                let connected = obs.connected();
+                if st.last_connected.is_some_and(|c| c != connected) {
+                    st.connected_changes += 1;
+                }
+                st.last_connected = Some(connected);
+                st.last_success = Some(now);
+                st.last_error = None;
+                st.observation = Some(obs);
+                if !was_up {
+                    tracing::info!(gateway = %self.name(), provider = %self.config.provider, connected, "gateway answers");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let e = self.redact(e);
+                st.failures[e.reason_index()] += 1;
+                st.observation = None;
+                if was_up || st.polls == 1 {
+                    tracing::warn!(gateway = %self.name(), provider = %self.config.provider, reason = e.reason(), error = %e, "poll failed");
+                } else {
+                    tracing::debug!(gateway = %self.name(), reason = e.reason(), error = %e, "poll failed");
+                }
+                st.last_error = Some(e.clone());
+                Err(e)
+            }
+        };
+        self.render(&st);
+        outcome
+    }
+
+    /// Replaces a new observation pushed by the gateway between polls (Green API's queue tells
+    /// of state changes at once); ignored while the gateway is down, as polls own `up`.
+    pub fn push_observation(&self, obs: Box<dyn Observation>) {
+        let mut st = self.state();
+        if !st.up() {
+            return;
+        }
+        let connected = obs.connected();
+        if st.last_connected.is_some_and(|c| c != connected) {
+            st.connected_changes += 1;
+        }
+        st.last_connected = Some(connected);
+        st.observation = Some(obs);
+        self.render(&st);
+    }
+
+    /// Renders again after a change to series the source keeps itself.
+    pub fn rerender(&self) {
+        let st = self.state();
+        self.render(&st);
+    }
+
+    /// Defence in depth: whatever built the error, no secret of this gateway leaves in it.
+    fn redact(&self, e: PollError) -> PollError {
+        let secrets: Vec<&str> = [
+            &self.config.token,
+            &self.config.client_token,
+            &self.config.password,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose())
+        .filter(|s| s.len() >= 4)
+        .collect();
+        let scrub = |m: String| secrets.iter().fold(m, |m, s| m.replace(s, "<redacted>"));
+        match e {
+            PollError::Connect(m) => PollError::Connect(scrub(m)),
+            PollError::InvalidResponse(m) => PollError::InvalidResponse(scrub(m)),
+            other => other,
+        }
+    }
+
+    fn render(&self, st: &State) {
+        if st.polls == 0 {
+            // Nothing is known before the first poll: no series, rather than an `up 0` that
+            // would page someone at every restart.
+            *self.fragment.lock().unwrap_or_else(|p| p.into_inner()) =
+                Arc::new(Fragment::default());
+            return;
+        }
+        let mut w = FragmentWriter::new(&[
+            ("gateway", self.name()),
+            ("provider", self.config.provider.as_str()),
+        ]);
+        w.gauge_bool(Family::Up, &[], st.up());
+        if let Some(obs) = &st.observation {
+            w.gauge_bool(Family::Connected, &[], obs.connected());
+        }
+        w.sample(Family::ConnectedChanges, &[], st.connected_changes as f64);
+        if let Some(d) = st.last_duration {
+            w.sample(Family::PollDuration, &[], d.as_secs_f64());
+        }
+        if let Some(t) = st.last_success {
+            w.sample(Family::LastSuccess, &[], unix_seconds(t));
+        }
+        w.sample(Family::Polls, &[], st.polls as f64);
+        for (reason, n) in REASONS.iter().zip(st.failures) {
+            w.sample(Family::PollFailures, &[("reason", reason)], n as f64);
+        }
+        if let Some(obs) = &st.observation {
+            obs.write(&mut w);
+        }
+        self.source.write_kept(&mut w);
+        *self.fragment.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(w.finish());
+    }
+}
+
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

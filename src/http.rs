@@ -1,0 +1,189 @@
+//! The HTTP client side: one pooled client shared by every gateway that needs no TLS settings of
+//! its own (so gateways on the same host reuse connections), and a capped read of answers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::StatusCode;
+
+use crate::config::TlsConfig;
+use crate::error::PollError;
+
+/// No gateway answer we read is anywhere near this; a larger one is broken or hostile.
+pub const MAX_BODY: usize = 4 << 20;
+
+/// The answer of a gateway, read in full (up to [`MAX_BODY`]).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Bytes,
+    pub retry_after: Option<Duration>,
+}
+
+impl Answer {
+    /// The error a poll reports for a status other than 2xx.
+    pub fn check_status(&self) -> Result<(), PollError> {
+        match self.status.as_u16() {
+            200..=299 => Ok(()),
+            code @ (401 | 403) => Err(PollError::Unauthorized(code, "")),
+            429 => Err(PollError::RateLimited(self.retry_after)),
+            code => Err(PollError::HttpStatus(code)),
+        }
+    }
+}
+
+/// Sends a request and reads its answer, refusing bodies over [`MAX_BODY`] without buffering them.
+pub async fn fetch(req: reqwest::RequestBuilder, timeout: Duration) -> Result<Answer, PollError> {
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| PollError::from_reqwest(e, timeout))?;
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let too_large =
+        || PollError::InvalidResponse(format!("answer larger than {} MiB", MAX_BODY >> 20));
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| PollError::from_reqwest(e, timeout))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer {
+        status,
+        body: body.freeze(),
+        retry_after,
+    })
+}
+
+/// `Retry-After` as seconds or an HTTP date; capped at a day so a broken header cannot silence a
+/// gateway for good.
+pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
+    let d = match v.trim().parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(v.trim())
+            .ok()?
+            .duration_since(now)
+            .unwrap_or_default(),
+    };
+    Some(d.min(Duration::from_secs(86_400)))
+}
+
+/// Hands out HTTP clients: the shared one, or one per distinct TLS setting.
+pub struct Clients {
+    shared: reqwest::Client,
+    custom: Mutex<HashMap<TlsConfig, reqwest::Client>>,
+}
+
+impl Clients {
+    pub fn new() -> Result<Self, String> {
+        Ok(Clients {
+            shared: build(&TlsConfig::default())?,
+            custom: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn get(&self, tls: &TlsConfig) -> Result<reqwest::Client, String> {
+        if *tls == TlsConfig::default() {
+            return Ok(self.shared.clone());
+        }
+        let mut custom = self.custom.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = custom.get(tls) {
+            return Ok(c.clone());
+        }
+        let client = build(tls)?;
+        custom.insert(tls.clone(), client.clone());
+        Ok(client)
+    }
+}
+
+fn build(tls: &TlsConfig) -> Result<reqwest::Client, String> {
+    crate::install_crypto_provider();
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("whatsapp_exporter/", env!("CARGO_PKG_VERSION")))
+        // A redirect could carry the token to another host, and no status API redirects.
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true);
+    if let Some(path) = &tls.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("tls.ca_file: cannot read {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            format!(
+                "tls.ca_file: {} holds no PEM certificate: {e}",
+                path.display()
+            )
+        })?;
+        if certs.is_empty() {
+            return Err(format!(
+                "tls.ca_file: {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if tls.insecure_skip_verify {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(
+            parse_retry_after("99999999", now),
+            Some(Duration::from_secs(86_400))
+        );
+    }
+
+    #[test]
+    fn status_mapping() {
+        let a = |code: u16| Answer {
+            status: StatusCode::from_u16(code).unwrap(),
+            body: Bytes::new(),
+            retry_after: Some(Duration::from_secs(5)),
+        };
+        assert!(a(200).check_status().is_ok());
+        assert_eq!(a(401).check_status().unwrap_err().reason(), "unauthorized");
+        assert_eq!(a(403).check_status().unwrap_err().reason(), "unauthorized");
+        assert_eq!(
+            a(429).check_status().unwrap_err().retry_after(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            a(502).check_status().unwrap_err(),
+            PollError::HttpStatus(502)
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! The binary: command line, logging and the shutdown signal. Everything else is in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use whatsapp_exporter::cli::{Cli, Command};
+use whatsapp_exporter::{config, demo, logging, webhooks, ConfigSource, RunOptions};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_level, cli.log_format, std::io::stderr) {
+        eprintln!("cannot set up logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    if cli.config_check {
+        return match config::load(&cli.config_file) {
+            Ok(cfg) => {
+                println!(
+                    "{}: valid, {} gateway(s), {} PlugChat account(s)",
+                    cli.config_file.display(),
+                    cfg.gateways.len(),
+                    cfg.plugchat.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: invalid configuration:\n{e}", cli.config_file.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        if let Some(Command::PlugchatRegister(args)) = cli.command {
+            return webhooks::register::run(&cli.config_file, args).await;
+        }
+        let config = if cli.demo {
+            demo::start()
+                .await
+                .map_err(|e| format!("cannot start the demo gateways: {e}"))?
+        } else {
+            ConfigSource::File(cli.config_file.clone())
+        };
+        let opts = RunOptions {
+            config,
+            listen: cli.listen_address.clone(),
+            demo: cli.demo,
+            web_config: cli.web_config_file.clone(),
+        };
+        whatsapp_exporter::run(opts, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("whatsapp_exporter: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,70 @@
+//! The exporter's own metrics, in a registry this struct owns (no globals), and the rendering of
+//! `/metrics`: the gateway fragments first, then the registry.
+
+use prometheus::{Encoder, Gauge, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::exposition::{self, Fragment};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub reload_successful: IntGauge,
+    pub reload_success_timestamp: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "whatsapp_exporter_build_info",
+                "Build information of whatsapp_exporter, value 1.",
+            ),
+            &["version", "revision", "rustc_version"],
+        )?;
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("WHATSAPP_EXPORTER_REVISION"),
+                env!("WHATSAPP_EXPORTER_RUSTC"),
+            ])
+            .set(1);
+        let reload_successful = IntGauge::new(
+            "whatsapp_exporter_config_last_reload_successful",
+            "1 if the last configuration load succeeded.",
+        )?;
+        let reload_success_timestamp = Gauge::new(
+            "whatsapp_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load.",
+        )?;
+        registry.register(Box::new(build_info))?;
+        registry.register(Box::new(reload_successful.clone()))?;
+        registry.register(Box::new(reload_success_timestamp.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Metrics {
+            registry,
+            reload_successful,
+            reload_success_timestamp,
+        })
+    }
+
+    /// The whole `/metrics` text.
+    pub fn render(&self, fragments: &[std::sync::Arc<Fragment>]) -> String {
+        let size: usize = fragments.iter().map(|f| f.text_len()).sum();
+        let mut out = String::with_capacity(size + size / 8 + 8192);
+        exposition::render(&mut out, fragments.iter().map(|f| &**f));
+        out.push_str(&self.render_registry());
+        out
+    }
+
+    pub fn render_registry(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for I/O, and the metric families are well formed.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode the exporter's own metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

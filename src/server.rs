@@ -1,0 +1,204 @@
+//! The HTTP server (hyper 1): routing, `/metrics`, `/probe`, health, reload and webhooks.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{exposition, status_page, Exporter, SHUTDOWN_GRACE};
+
+pub type Body = Full<Bytes>;
+
+/// Connections served at once; more are closed at accept, so idle sockets cannot exhaust memory.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A client that has not sent its headers by then is dropped (slow-loris).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Accepts connections until `stop`, then lets open ones finish for a moment.
+pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("connection limit reached; closing a new connection");
+            continue;
+        };
+        let exporter = exporter.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            let svc = service_fn(move |req| handle(exporter.clone(), req));
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(64 * 1024);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_millis(500), conn).await;
+                }
+            }
+            drop(slot);
+        });
+    }
+    tracker.close();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
+}
+
+async fn handle(ex: Arc<Exporter>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path();
+    let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    let resp = match path {
+        "/metrics" if get => metrics(&ex, &req),
+        "/probe" if get => probe(&ex, req.uri().query()).await,
+        "/" if get => html(status_page::render(&ex)),
+        "/-/healthy" if get => text(StatusCode::OK, "Healthy\n"),
+        "/-/ready" if get => text(StatusCode::OK, "Ready\n"),
+        "/-/reload" if matches!(*req.method(), Method::POST | Method::PUT) => reload(&ex).await,
+        "/metrics" | "/probe" | "/" | "/-/healthy" | "/-/ready" | "/-/reload" => {
+            let allow = if path == "/-/reload" {
+                "POST, PUT"
+            } else {
+                "GET, HEAD"
+            };
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            r
+        }
+        p if p.starts_with("/webhooks/plugchat/") => ex.plugchat.handle(req).await,
+        _ => text(StatusCode::NOT_FOUND, "Not Found\n"),
+    };
+    Ok(resp)
+}
+
+fn metrics(ex: &Exporter, req: &Request<Incoming>) -> Response<Body> {
+    let body = ex.render_metrics();
+    let mut resp = maybe_gzip(req, body.into_bytes());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(METRICS_CONTENT_TYPE),
+    );
+    resp
+}
+
+/// Compresses when the client accepts gzip; Prometheus always does.
+fn maybe_gzip(req: &Request<Incoming>, body: Vec<u8>) -> Response<Body> {
+    let wants_gzip = req
+        .headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|e| e.trim().split(';').next() == Some("gzip"))
+        });
+    if wants_gzip {
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 8),
+            flate2::Compression::fast(),
+        );
+        if enc.write_all(&body).is_ok() {
+            if let Ok(gz) = enc.finish() {
+                let mut r = Response::new(Body::new(gz.into()));
+                r.headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                r.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+                return r;
+            }
+        }
+    }
+    Response::new(Body::new(body.into()))
+}
+
+/// `/probe?target=NAME`: polls the gateway now and answers with its series alone.
+async fn probe(ex: &Exporter, query: Option<&str>) -> Response<Body> {
+    let target = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "target")
+            .map(|(_, v)| v.into_owned())
+    });
+    let Some(target) = target.filter(|t| !t.is_empty()) else {
+        return text(StatusCode::BAD_REQUEST, "target parameter is missing\n");
+    };
+    let Some(gw) = ex.gateway(&target) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "unknown target: name a configured gateway\n",
+        );
+    };
+    let _ = gw.poll().await;
+    let frag = gw.fragment();
+    let mut out = String::with_capacity(frag.text_len() + 2048);
+    exposition::render(&mut out, std::iter::once(&*frag));
+    let mut r = Response::new(Body::new(out.into()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(METRICS_CONTENT_TYPE),
+    );
+    r
+}
+
+async fn reload(ex: &Exporter) -> Response<Body> {
+    match ex.reload().await {
+        Ok(()) => text(StatusCode::OK, "configuration reloaded\n"),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("configuration refused, the running one stays:\n{e}\n"),
+        ),
+    }
+}
+
+pub fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut r = Response::new(Body::new(Bytes::copy_from_slice(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn html(body: String) -> Response<Body> {
+    let mut r = Response::new(Body::new(body.into()));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    r
+}

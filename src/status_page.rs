@@ -1,0 +1,129 @@
+//! The HTML status page at `/`: every gateway, its state, last poll and last error. No external
+//! assets, readable on a phone, refreshes itself.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use crate::Exporter;
+
+pub fn render(ex: &Exporter) -> String {
+    let now = SystemTime::now();
+    let gateways = ex.gateways();
+    let mut rows = String::new();
+    for gw in gateways.iter() {
+        let st = gw.state();
+        let (class, up) = match (st.polls, st.up()) {
+            (0, _) => ("wait", "waiting"),
+            (_, true) => ("ok", "up"),
+            (_, false) => ("bad", "down"),
+        };
+        let connected = match &st.observation {
+            Some(o) if o.connected() => "connected",
+            Some(_) => "disconnected",
+            None => "",
+        };
+        let summary = st
+            .observation
+            .as_ref()
+            .map(|o| o.summary())
+            .unwrap_or_default();
+        let error = st
+            .last_error
+            .as_ref()
+            .map(|e| format!("{}: {e}", e.reason()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            rows,
+            "<tr class=\"{class}\"><td data-label=\"Gateway\">{name}</td><td data-label=\"Provider\">{provider}</td>\
+             <td data-label=\"Up\">{up}</td><td data-label=\"Connected\">{connected}</td><td data-label=\"State\">{summary}</td>\
+             <td data-label=\"Last poll\">{last_poll}</td><td data-label=\"Last success\">{last_success}</td>\
+             <td data-label=\"Polls\">{polls}</td><td data-label=\"Last error\">{error}</td>\
+             <td><a href=\"probe?target={link}\">probe</a></td></tr>",
+            name = escape(gw.name()),
+            provider = gw.config.provider,
+            summary = escape(&summary),
+            last_poll = ago(st.last_poll, now),
+            last_success = ago(st.last_success, now),
+            polls = st.polls,
+            error = escape(&error),
+            link = escape(&url_escape(gw.name())),
+        );
+    }
+    let accounts = ex.plugchat.summary();
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="10">
+<title>whatsapp_exporter</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1rem;color:#222}}
+table{{border-collapse:collapse;width:100%}}
+th,td{{padding:.35rem .5rem;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}
+tr.ok td:nth-child(3){{color:#1a7f37;font-weight:600}}
+tr.bad td:nth-child(3){{color:#cf222e;font-weight:600}}
+tr.wait td:nth-child(3){{color:#9a6700}}
+@media (max-width:700px){{thead{{display:none}}tr{{display:block;border:1px solid #ddd;margin-bottom:.6rem}}
+td{{display:block;border:none}}td[data-label]::before{{content:attr(data-label)": ";font-weight:600}}}}
+</style></head><body>
+<h1>whatsapp_exporter</h1>
+<p>{count} gateway(s) &middot; version {version} &middot; <a href="metrics">metrics</a> &middot; <a href="-/healthy">health</a></p>
+<table id="gateways"><thead><tr><th>Gateway</th><th>Provider</th><th>Up</th><th>Connected</th><th>State</th>
+<th>Last poll</th><th>Last success</th><th>Polls</th><th>Last error</th><th></th></tr></thead>
+<tbody>
+{rows}</tbody></table>
+{accounts}
+</body></html>
+"#,
+        count = gateways.len(),
+        version = env!("CARGO_PKG_VERSION"),
+        accounts = accounts_html(&accounts),
+    )
+}
+
+fn accounts_html(accounts: &[(String, u64, u64)]) -> String {
+    if accounts.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "<h2>PlugChat webhooks</h2>\n<table id=\"webhooks\"><thead><tr><th>Account</th><th>Accepted</th><th>Rejected</th></tr></thead><tbody>\n",
+    );
+    for (name, ok, bad) in accounts {
+        let _ = writeln!(
+            s,
+            "<tr><td data-label=\"Account\">{}</td><td data-label=\"Accepted\">{ok}</td><td data-label=\"Rejected\">{bad}</td></tr>",
+            escape(name)
+        );
+    }
+    s.push_str("</tbody></table>");
+    s
+}
+
+fn ago(t: Option<SystemTime>, now: SystemTime) -> String {
+    match t {
+        None => "never".into(),
+        Some(t) => {
+            let secs = now.duration_since(t).map(|d| d.as_secs()).unwrap_or(0);
+            format!("{}s ago", secs)
+        }
+    }
+}
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn url_escape(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
