@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{config, ConfigSource, Exporter};
 
+mod plugzapi;
+
 /// Every simulated story repeats after this many seconds.
 pub const CYCLE_SECS: u64 = 180;
 
@@ -94,62 +96,10 @@ async fn simulate(req: Request<Incoming>, secs: u64) -> Result<Response<Full<Byt
     Ok(resp)
 }
 
+/// Each provider's simulator answers the paths it knows; the first that does, wins.
 fn route(req: &Request<Incoming>, path: &str, t: u64) -> (u16, String) {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match parts.as_slice() {
-        ["instances", instance, "token", token, "status"] => {
-            if *token != DEMO_TOKEN {
-                return (401, r#"{"error":"Unauthorized"}"#.into());
-            }
-            match *instance {
-                "DEMO-SALES" => (200, plugzapi_sales(t)),
-                "DEMO-SUPPORT" => {
-                    let ct = req
-                        .headers()
-                        .get("client-token")
-                        .and_then(|v| v.to_str().ok());
-                    if ct != Some(DEMO_CLIENT_TOKEN) {
-                        return (
-                            400,
-                            r#"{"error":"your client-token is not configured"}"#.into(),
-                        );
-                    }
-                    zapi_support(t)
-                }
-                _ => (404, r#"{"error":"Instance not found"}"#.into()),
-            }
-        }
-        _ => (404, r#"{"error":"not found"}"#.into()),
-    }
-}
-
-/// PlugzAPI `sales`: connected; the phone goes offline; the number disconnects; the session needs
-/// restoring; back to connected.
-pub fn plugzapi_sales(t: u64) -> String {
-    let (connected, session, phone, error) = match t {
-        0..=59 => (true, true, true, "You are already connected."),
-        60..=89 => (true, true, false, "You are already connected."),
-        90..=119 => (false, false, true, "You are not connected."),
-        120..=134 => (false, true, true, "You need to restore the session"),
-        _ => (true, true, true, "You are already connected"),
-    };
-    format!(
-        r#"{{"connected":{connected},"session":{session},"error":"{error}","smartphoneConnected":{phone}}}"#
-    )
-}
-
-/// Z-API `support`: healthy, but its API answers 503 for a while.
-pub fn zapi_support(t: u64) -> (u16, String) {
-    if (150..165).contains(&t) {
-        return (
-            503,
-            "<html><body>503 Service Unavailable</body></html>".into(),
-        );
-    }
-    (
-        200,
-        r#"{"connected":true,"session":true,"error":null,"smartphoneConnected":true}"#.into(),
-    )
+    plugzapi::route(req, &parts, t).unwrap_or_else(|| (404, r#"{"error":"not found"}"#.into()))
 }
 
 /// Sends simulated PlugChat webhooks to the exporter itself.
@@ -163,21 +113,10 @@ pub fn spawn_plugchat(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::plugzapi::{parse, StatusError};
 
     #[test]
     fn demo_config_is_valid() {
         let cfg = config::parse(&demo_config("127.0.0.1:1".parse().unwrap()), &|_| None).unwrap();
         assert!(cfg.gateways.len() >= 2);
-    }
-
-    #[test]
-    fn sales_story_goes_through_every_state() {
-        let at = |t| parse(plugzapi_sales(t).as_bytes()).unwrap();
-        assert!(at(0).connected && at(0).smartphone_connected == Some(true));
-        assert_eq!(at(70).smartphone_connected, Some(false));
-        assert!(!at(100).connected);
-        assert_eq!(at(125).error, StatusError::RestoreSession);
-        assert!(at(170).connected);
     }
 }
