@@ -12,12 +12,29 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::PollError;
 use crate::gateway::Gateway;
 
 /// Polls `gw` until `stop` is cancelled; an in-flight poll is dropped (cancelled) at once.
 pub async fn run_gateway(gw: Arc<Gateway>, limit: Arc<Semaphore>, stop: CancellationToken) {
+    let offset = start_offset(gw.name(), gw.config.interval);
     let interval = gw.config.interval;
-    let mut next = Instant::now() + start_offset(gw.name(), interval);
+    run_schedule(offset, interval, limit, stop, || gw.poll()).await;
+}
+
+/// The schedule itself, apart from what a poll does: first `poll` after `offset`, then one per
+/// `interval`, each holding a permit of `limit`, later when the gateway asked with Retry-After.
+pub async fn run_schedule<F, Fut>(
+    offset: Duration,
+    interval: Duration,
+    limit: Arc<Semaphore>,
+    stop: CancellationToken,
+    mut poll: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), PollError>>,
+{
+    let mut next = Instant::now() + offset;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -32,7 +49,7 @@ pub async fn run_gateway(gw: Arc<Gateway>, limit: Arc<Semaphore>, stop: Cancella
         };
         let result = tokio::select! {
             _ = stop.cancelled() => return,
-            r = gw.poll() => r,
+            r = poll() => r,
         };
         drop(permit);
         let now = Instant::now();
@@ -74,6 +91,121 @@ pub fn start_offset(name: &str, interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// Runs a schedule on the paused clock for `run_for`, polling with `outcome(n)`, and returns
+    /// the times (since start) of the polls.
+    async fn poll_times(
+        offset: Duration,
+        interval: Duration,
+        run_for: Duration,
+        limit: Arc<Semaphore>,
+        outcome: impl Fn(usize) -> (Duration, Result<(), PollError>) + Send + Sync + 'static,
+    ) -> Vec<Duration> {
+        let start = Instant::now();
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let t = times.clone();
+        let outcome = Arc::new(outcome);
+        let task = tokio::spawn(run_schedule(
+            offset,
+            interval,
+            limit,
+            stop.clone(),
+            move || {
+                let (t, outcome) = (t.clone(), outcome.clone());
+                async move {
+                    let n = {
+                        let mut t = t.lock().unwrap();
+                        t.push(start.elapsed());
+                        t.len() - 1
+                    };
+                    let (takes, result) = outcome(n);
+                    tokio::time::sleep(takes).await;
+                    result
+                }
+            },
+        ));
+        tokio::time::sleep(run_for).await;
+        stop.cancel();
+        task.await.unwrap();
+        let v = times.lock().unwrap().clone();
+        v
+    }
+
+    fn secs(v: &[Duration]) -> Vec<u64> {
+        v.iter().map(|d| d.as_secs()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_keep_their_phase_on_the_interval() {
+        let limit = Arc::new(Semaphore::new(1));
+        let t = poll_times(
+            Duration::from_secs(7),
+            Duration::from_secs(30),
+            Duration::from_secs(100),
+            limit,
+            |_| (Duration::from_secs(2), Ok(())),
+        )
+        .await;
+        assert_eq!(secs(&t), vec![7, 37, 67, 97]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_pushes_the_next_poll_back() {
+        let limit = Arc::new(Semaphore::new(1));
+        let t = poll_times(
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(100),
+            limit,
+            |n| {
+                let r = if n == 1 {
+                    Err(PollError::RateLimited(Some(Duration::from_secs(45))))
+                } else {
+                    Ok(())
+                };
+                (Duration::ZERO, r)
+            },
+        )
+        .await;
+        // Asked at 10 s to wait 45 s: the next poll is at 55 s, and the grid goes on from there,
+        // so the gateway never gets two polls closer than the interval after a 429.
+        assert_eq!(secs(&t), vec![0, 10, 55, 65, 75, 85, 95]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_longer_than_the_interval_skips_ticks_instead_of_bunching() {
+        let limit = Arc::new(Semaphore::new(1));
+        let t = poll_times(
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            limit,
+            |n| (Duration::from_secs(if n == 0 { 25 } else { 1 }), Ok(())),
+        )
+        .await;
+        assert_eq!(secs(&t), vec![0, 30, 40, 50]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_concurrency_cap_holds_polls_back_without_losing_them() {
+        let limit = Arc::new(Semaphore::new(0));
+        let l = limit.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            l.add_permits(1);
+        });
+        let t = poll_times(
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(35),
+            limit,
+            |_| (Duration::ZERO, Ok(())),
+        )
+        .await;
+        assert_eq!(secs(&t), vec![15, 20, 30]);
+    }
 
     #[test]
     fn offsets_spread_evenly_over_the_interval() {
