@@ -12,7 +12,7 @@
 //! - [`exposition`]: the text format for gateway series, rendered once per change.
 //! - [`metrics`]: the exporter's own registry and the `/metrics` rendering.
 //! - [`webhooks`]: the PlugChat webhook receiver and the command that registers it.
-//! - [`server`] and [`status_page`]: the HTTP endpoints.
+//! - [`server`] and [`status_page`]: the HTTP endpoints; [`web_config`]: their TLS and basic auth.
 //! - [`demo`]: simulated gateways for `--demo`.
 //! - [`http`]: the shared HTTP client and capped reads; [`secret`]: values that never print.
 
@@ -40,6 +40,7 @@ pub mod secret;
 pub mod server;
 pub mod sources;
 pub mod status_page;
+pub mod web_config;
 pub mod webhooks;
 
 use config::Config;
@@ -275,11 +276,11 @@ impl Running {
 /// Loads the configuration, binds the listener and starts everything.
 pub async fn start(opts: RunOptions) -> Result<Running, StartupError> {
     install_crypto_provider();
-    if opts.web_config.is_some() {
-        return Err(StartupError::Other(
-            "--web.config.file is not supported by this build yet".into(),
-        ));
-    }
+    let web = match &opts.web_config {
+        Some(p) => web_config::load(p)
+            .map_err(|e| StartupError::Other(format!("--web.config.file: {e}")))?,
+        None => web_config::WebConfig::default(),
+    };
     let stop = CancellationToken::new();
     let addr = listen_addr(&opts.listen);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -292,7 +293,12 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartupError> {
         .local_addr()
         .map_err(|e| StartupError::Other(format!("listener: {e}")))?;
     let exporter = Exporter::start(opts.config, stop.clone())?;
-    let server = tokio::spawn(server::serve(listener, exporter.clone(), stop.clone()));
+    let server = tokio::spawn(server::serve(
+        listener,
+        exporter.clone(),
+        Arc::new(web),
+        stop.clone(),
+    ));
     if opts.demo {
         demo::spawn_plugchat(local, &exporter, stop.clone());
     }

@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::web_config::WebConfig;
 use crate::{exposition, status_page, Exporter, SHUTDOWN_GRACE};
 
 pub type Body = Full<Bytes>;
@@ -29,7 +30,13 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Accepts connections until `stop`, then lets open ones finish for a moment.
-pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    exporter: Arc<Exporter>,
+    web: Arc<WebConfig>,
+    stop: CancellationToken,
+) {
+    let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let tracker = TaskTracker::new();
     loop {
@@ -49,22 +56,19 @@ pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>, stop: Cancell
             tracing::debug!("connection limit reached; closing a new connection");
             continue;
         };
-        let exporter = exporter.clone();
-        let stop = stop.clone();
+        let (exporter, web, stop, tls) = (exporter.clone(), web.clone(), stop.clone(), tls.clone());
         tracker.spawn(async move {
-            let svc = service_fn(move |req| handle(exporter.clone(), req));
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(64 * 1024);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_millis(500), conn).await;
+            match tls {
+                None => serve_connection(stream, exporter, web, stop).await,
+                Some(acceptor) => {
+                    // Plain HTTP sent to a TLS port fails the handshake here and is closed.
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(tls_stream, exporter, web, stop).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
                 }
             }
             drop(slot);
@@ -74,7 +78,68 @@ pub async fn serve(listener: TcpListener, exporter: Arc<Exporter>, stop: Cancell
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
 }
 
-async fn handle(ex: Arc<Exporter>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn serve_connection<S>(
+    stream: S,
+    exporter: Arc<Exporter>,
+    web: Arc<WebConfig>,
+    stop: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(exporter.clone(), web.clone(), req));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_millis(500), conn).await;
+        }
+    }
+}
+
+async fn handle(
+    ex: Arc<Exporter>,
+    web: Arc<WebConfig>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let mut resp = match authorised(&web, &req).await {
+        true => route(ex, req).await,
+        false => {
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"whatsapp_exporter\""),
+            );
+            r
+        }
+    };
+    for (k, v) in &web.headers {
+        resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    Ok(resp)
+}
+
+/// Basic auth, when configured, guards every endpoint but the webhooks, which carry their own
+/// secret because PlugChat cannot send credentials.
+async fn authorised(web: &WebConfig, req: &Request<Incoming>) -> bool {
+    let Some(auth) = &web.auth else { return true };
+    if req.uri().path().starts_with("/webhooks/") {
+        return true;
+    }
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    auth.check(header).await
+}
+
+async fn route(ex: Arc<Exporter>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     let resp = match path {
@@ -98,7 +163,7 @@ async fn handle(ex: Arc<Exporter>, req: Request<Incoming>) -> Result<Response<Bo
         p if p.starts_with("/webhooks/plugchat/") => ex.plugchat.handle(req).await,
         _ => text(StatusCode::NOT_FOUND, "Not Found\n"),
     };
-    Ok(resp)
+    resp
 }
 
 fn metrics(ex: &Exporter, req: &Request<Incoming>) -> Response<Body> {

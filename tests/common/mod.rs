@@ -194,8 +194,21 @@ impl Exporter {
     }
 
     pub async fn try_start(yaml: &str) -> Result<Exporter, String> {
+        Self::try_start_with_web(yaml, None).await
+    }
+
+    /// Starts with `--web.config.file` holding `web_yaml`; `dir` may hold its certificates.
+    pub async fn try_start_with_web(
+        yaml: &str,
+        web_yaml: Option<&str>,
+    ) -> Result<Exporter, String> {
         log_buffer();
         let dir = TempDir::new();
+        let web_config = web_yaml.map(|w| {
+            let p = dir.0.join("web.yml");
+            std::fs::write(&p, w).unwrap();
+            p
+        });
         let config_path = dir.0.join("whatsapp_exporter.yml");
         std::fs::File::create(&config_path)
             .and_then(|mut f| f.write_all(yaml.as_bytes()))
@@ -204,7 +217,7 @@ impl Exporter {
             config: ConfigSource::File(config_path.clone()),
             listen: "127.0.0.1:0".into(),
             demo: false,
-            web_config: None,
+            web_config,
         })
         .await
         .map_err(|e| e.to_string())?;
