@@ -79,7 +79,8 @@ impl Gateway {
         self.record(result, start.elapsed())
     }
 
-    fn record(
+    /// Records the outcome of one poll: counters, flaps, last error, and the series again.
+    pub fn record(
         &self,
         result: Result<Box<dyn Observation>, PollError>,
         took: Duration,

@@ -38,7 +38,10 @@ async fn garbage_and_odd_requests_get_4xx_or_close() {
             })
             .collect();
         let answer = raw(&ex, &junk).await;
-        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "{answer}"
+        );
     }
     for req in [
         "GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -51,7 +54,12 @@ async fn garbage_and_odd_requests_get_4xx_or_close() {
         "GET /metrics HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
     ] {
         let answer = raw(&ex, req.as_bytes()).await;
-        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4") || answer.starts_with("HTTP/1.0 4"), "{req:?} -> {answer}");
+        assert!(
+            answer.is_empty()
+                || answer.starts_with("HTTP/1.1 4")
+                || answer.starts_with("HTTP/1.0 4"),
+            "{req:?} -> {answer}"
+        );
         assert!(!answer.contains("root:"), "path traversal");
     }
     still_serving(&ex).await;
@@ -61,9 +69,15 @@ async fn garbage_and_odd_requests_get_4xx_or_close() {
 #[tokio::test]
 async fn huge_headers_are_refused() {
     let ex = Exporter::start("{}").await;
-    let big = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(256 * 1024));
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(256 * 1024)
+    );
     let answer = raw(&ex, big.as_bytes()).await;
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431") || answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431") || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
     still_serving(&ex).await;
     ex.stop().await;
 }
@@ -73,7 +87,9 @@ async fn huge_headers_are_refused() {
 async fn slow_clients_are_cut_off() {
     let ex = Exporter::start("{}").await;
     let mut s = TcpStream::connect(ex.addr()).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 1024];
     // Liveness bound: the server's timeout is 10 s; the connection must end by 20 s.
     let r = tokio::time::timeout(Duration::from_secs(20), async {
@@ -107,7 +123,10 @@ async fn thousands_of_idle_connections_do_not_take_it_down() {
         if matches!(ok, Ok(Some(200))) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "/metrics never came back");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/metrics never came back"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     drop(idle);

@@ -243,7 +243,12 @@ impl Exporter {
 
     /// The status of a GET, or `None` when the connection failed.
     pub async fn get_checked(&self, path: &str) -> Option<u16> {
-        client().get(self.url(path)).send().await.ok().map(|r| r.status().as_u16())
+        client()
+            .get(self.url(path))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
     }
 
     pub async fn metrics(&self) -> String {
