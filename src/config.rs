@@ -505,8 +505,18 @@ fn check_provider_keys(gw: &GatewayConfig, used: &Used, ctx: &mut Ctx) {
             not_used("username", used.username);
             not_used("password", used.password);
             not_used("tls", used.tls);
-            if gw.phone_number_id.as_deref().unwrap_or("").is_empty() {
-                ctx.err("phone_number_id", "provider cloudapi needs phone_number_id");
+            match gw.phone_number_id.as_deref() {
+                None | Some("") => {
+                    ctx.err("phone_number_id", "provider cloudapi needs phone_number_id")
+                }
+                Some(id) => {
+                    if let Err(e) = crate::sources::cloudapi::check_phone_number_id(id) {
+                        ctx.err("phone_number_id", e);
+                    }
+                }
+            }
+            if let Err(e) = crate::sources::cloudapi::check_api_version(&gw.api_version) {
+                ctx.err("api_version", e);
             }
             if gw.token.is_none() && !ctx.failed.contains("token") {
                 ctx.err("token", "provider cloudapi needs token or token_file");

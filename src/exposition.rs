@@ -79,6 +79,7 @@ families! {
     CloudApiThroughputLevel => "whatsapp_cloudapi_throughput_level", Gauge, "Cloud API: the throughput level, as a state set.";
     CloudApiHealthError => "whatsapp_cloudapi_health_error", Gauge, "Cloud API: 1 for each health_status error that stands, by entity and error code.";
     CloudApiNameStatus => "whatsapp_cloudapi_name_status", Gauge, "Cloud API: the display name's review status, as a state set.";
+    CloudApiStatus => "whatsapp_cloudapi_status", Gauge, "Cloud API: the phone number's status (CONNECTED, FLAGGED, RESTRICTED...), as a state set.";
 }
 
 /// The series of one gateway, rendered, with each family's lines kept apart.

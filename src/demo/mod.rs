@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{config, ConfigSource, Exporter};
 
+mod cloudapi;
 mod plugzapi;
 
 /// Every simulated story repeats after this many seconds.
@@ -56,6 +57,11 @@ gateways:
     instance: DEMO-SUPPORT
     token: {DEMO_TOKEN}
     client_token: {DEMO_CLIENT_TOKEN}
+  - name: brand
+    provider: cloudapi
+    url: http://{addr}
+    phone_number_id: "106540352242922"
+    token: {DEMO_TOKEN}
 "#
     )
 }
@@ -99,7 +105,9 @@ async fn simulate(req: Request<Incoming>, secs: u64) -> Result<Response<Full<Byt
 /// Each provider's simulator answers the paths it knows; the first that does, wins.
 fn route(req: &Request<Incoming>, path: &str, t: u64) -> (u16, String) {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    plugzapi::route(req, &parts, t).unwrap_or_else(|| (404, r#"{"error":"not found"}"#.into()))
+    plugzapi::route(req, &parts, t)
+        .or_else(|| cloudapi::route(req, &parts, t))
+        .unwrap_or_else(|| (404, r#"{"error":"not found"}"#.into()))
 }
 
 /// Sends simulated PlugChat webhooks to the exporter itself.
@@ -118,5 +126,10 @@ mod tests {
     fn demo_config_is_valid() {
         let cfg = config::parse(&demo_config("127.0.0.1:1".parse().unwrap()), &|_| None).unwrap();
         assert!(cfg.gateways.len() >= 2);
+        let brand = cfg.gateways.iter().find(|g| g.name == "brand").unwrap();
+        assert_eq!(
+            brand.phone_number_id.as_deref(),
+            Some(cloudapi::DEMO_PHONE_NUMBER_ID)
+        );
     }
 }
