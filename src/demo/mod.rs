@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{config, ConfigSource, Exporter};
 
+mod plugchat;
 mod plugzapi;
 
 /// Every simulated story repeats after this many seconds.
@@ -29,6 +30,7 @@ pub const CYCLE_SECS: u64 = 180;
 /// The secrets of the demo: not secret, but treated as if they were.
 pub const DEMO_TOKEN: &str = "demo-token-not-secret";
 pub const DEMO_CLIENT_TOKEN: &str = "demo-client-token";
+pub const DEMO_PLUGCHAT_SECRET: &str = "demo-plugchat-secret-not-secret";
 
 /// Starts the simulated gateways and returns the configuration that polls them.
 pub async fn start() -> Result<ConfigSource, String> {
@@ -56,7 +58,12 @@ gateways:
     instance: DEMO-SUPPORT
     token: {DEMO_TOKEN}
     client_token: {DEMO_CLIENT_TOKEN}
-"#
+webhooks:
+  plugchat:
+    - account: {plugchat_account}
+      secret: {DEMO_PLUGCHAT_SECRET}
+"#,
+        plugchat_account = plugchat::ACCOUNT
     )
 }
 
@@ -104,10 +111,11 @@ fn route(req: &Request<Incoming>, path: &str, t: u64) -> (u16, String) {
 
 /// Sends simulated PlugChat webhooks to the exporter itself.
 pub fn spawn_plugchat(
-    _exporter_addr: SocketAddr,
-    _exporter: &Arc<Exporter>,
-    _stop: CancellationToken,
+    exporter_addr: SocketAddr,
+    exporter: &Arc<Exporter>,
+    stop: CancellationToken,
 ) {
+    plugchat::spawn(exporter_addr, exporter, stop);
 }
 
 #[cfg(test)]
@@ -118,5 +126,6 @@ mod tests {
     fn demo_config_is_valid() {
         let cfg = config::parse(&demo_config("127.0.0.1:1".parse().unwrap()), &|_| None).unwrap();
         assert!(cfg.gateways.len() >= 2);
+        assert_eq!(cfg.plugchat[0].account, plugchat::ACCOUNT);
     }
 }
