@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{config, ConfigSource, Exporter};
 
 mod cloudapi;
+mod plugchat;
 mod plugzapi;
 
 /// Every simulated story repeats after this many seconds.
@@ -30,6 +31,7 @@ pub const CYCLE_SECS: u64 = 180;
 /// The secrets of the demo: not secret, but treated as if they were.
 pub const DEMO_TOKEN: &str = "demo-token-not-secret";
 pub const DEMO_CLIENT_TOKEN: &str = "demo-client-token";
+pub const DEMO_PLUGCHAT_SECRET: &str = "demo-plugchat-secret-not-secret";
 
 /// Starts the simulated gateways and returns the configuration that polls them.
 pub async fn start() -> Result<ConfigSource, String> {
@@ -62,7 +64,12 @@ gateways:
     url: http://{addr}
     phone_number_id: "106540352242922"
     token: {DEMO_TOKEN}
-"#
+webhooks:
+  plugchat:
+    - account: {plugchat_account}
+      secret: {DEMO_PLUGCHAT_SECRET}
+"#,
+        plugchat_account = plugchat::ACCOUNT
     )
 }
 
@@ -112,10 +119,11 @@ fn route(req: &Request<Incoming>, path: &str, t: u64) -> (u16, String) {
 
 /// Sends simulated PlugChat webhooks to the exporter itself.
 pub fn spawn_plugchat(
-    _exporter_addr: SocketAddr,
-    _exporter: &Arc<Exporter>,
-    _stop: CancellationToken,
+    exporter_addr: SocketAddr,
+    exporter: &Arc<Exporter>,
+    stop: CancellationToken,
 ) {
+    plugchat::spawn(exporter_addr, exporter, stop);
 }
 
 #[cfg(test)]
@@ -131,5 +139,6 @@ mod tests {
             brand.phone_number_id.as_deref(),
             Some(cloudapi::DEMO_PHONE_NUMBER_ID)
         );
+        assert_eq!(cfg.plugchat[0].account, plugchat::ACCOUNT);
     }
 }
