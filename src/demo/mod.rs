@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{config, ConfigSource, Exporter};
 
+mod greenapi;
 mod plugzapi;
 
 /// Every simulated story repeats after this many seconds.
@@ -56,7 +57,14 @@ gateways:
     instance: DEMO-SUPPORT
     token: {DEMO_TOKEN}
     client_token: {DEMO_CLIENT_TOKEN}
-"#
+  - name: helpdesk
+    provider: greenapi
+    url: http://{addr}
+    instance: "{greenapi_instance}"
+    token: {DEMO_TOKEN}
+    notifications: consume
+"#,
+        greenapi_instance = greenapi::INSTANCE
     )
 }
 
@@ -85,6 +93,7 @@ async fn serve_simulators() -> Result<SocketAddr, String> {
 async fn simulate(req: Request<Incoming>, secs: u64) -> Result<Response<Full<Bytes>>, Infallible> {
     let t = secs % CYCLE_SECS;
     let path = req.uri().path().to_string();
+    greenapi::hold(&path, secs).await;
     let (status, body) = route(&req, &path, t);
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() =
@@ -99,7 +108,9 @@ async fn simulate(req: Request<Incoming>, secs: u64) -> Result<Response<Full<Byt
 /// Each provider's simulator answers the paths it knows; the first that does, wins.
 fn route(req: &Request<Incoming>, path: &str, t: u64) -> (u16, String) {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    plugzapi::route(req, &parts, t).unwrap_or_else(|| (404, r#"{"error":"not found"}"#.into()))
+    plugzapi::route(req, &parts, t)
+        .or_else(|| greenapi::route(req, &parts, t))
+        .unwrap_or_else(|| (404, r#"{"error":"not found"}"#.into()))
 }
 
 /// Sends simulated PlugChat webhooks to the exporter itself.
