@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{config, ConfigSource, Exporter};
 
 mod cloudapi;
+mod greenapi;
 mod plugchat;
 mod plugzapi;
 
@@ -64,12 +65,19 @@ gateways:
     url: http://{addr}
     phone_number_id: "106540352242922"
     token: {DEMO_TOKEN}
+  - name: helpdesk
+    provider: greenapi
+    url: http://{addr}
+    instance: "{greenapi_instance}"
+    token: {DEMO_TOKEN}
+    notifications: consume
 webhooks:
   plugchat:
     - account: {plugchat_account}
       secret: {DEMO_PLUGCHAT_SECRET}
 "#,
-        plugchat_account = plugchat::ACCOUNT
+        plugchat_account = plugchat::ACCOUNT,
+        greenapi_instance = greenapi::INSTANCE
     )
 }
 
@@ -98,6 +106,7 @@ async fn serve_simulators() -> Result<SocketAddr, String> {
 async fn simulate(req: Request<Incoming>, secs: u64) -> Result<Response<Full<Bytes>>, Infallible> {
     let t = secs % CYCLE_SECS;
     let path = req.uri().path().to_string();
+    greenapi::hold(&path, secs).await;
     let (status, body) = route(&req, &path, t);
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() =
@@ -114,6 +123,7 @@ fn route(req: &Request<Incoming>, path: &str, t: u64) -> (u16, String) {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     plugzapi::route(req, &parts, t)
         .or_else(|| cloudapi::route(req, &parts, t))
+        .or_else(|| greenapi::route(req, &parts, t))
         .unwrap_or_else(|| (404, r#"{"error":"not found"}"#.into()))
 }
 

@@ -116,6 +116,9 @@ impl Source {
         if let Source::Waba(s) = self {
             s.write_kept(w);
         }
+        if let Source::GreenApi(s) = self {
+            s.write_kept(w);
+        }
     }
 }
 
