@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{config, ConfigSource, Exporter};
 
 mod plugzapi;
+mod waba;
 
 /// Every simulated story repeats after this many seconds.
 pub const CYCLE_SECS: u64 = 180;
@@ -56,6 +57,12 @@ gateways:
     instance: DEMO-SUPPORT
     token: {DEMO_TOKEN}
     client_token: {DEMO_CLIENT_TOKEN}
+  - name: onprem
+    provider: waba
+    url: http://{addr}
+    auth: login
+    username: admin
+    password: demo-waba-password
 "#
     )
 }
@@ -99,7 +106,9 @@ async fn simulate(req: Request<Incoming>, secs: u64) -> Result<Response<Full<Byt
 /// Each provider's simulator answers the paths it knows; the first that does, wins.
 fn route(req: &Request<Incoming>, path: &str, t: u64) -> (u16, String) {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    plugzapi::route(req, &parts, t).unwrap_or_else(|| (404, r#"{"error":"not found"}"#.into()))
+    plugzapi::route(req, &parts, t)
+        .or_else(|| waba::route(req, &parts, t))
+        .unwrap_or_else(|| (404, r#"{"error":"not found"}"#.into()))
 }
 
 /// Sends simulated PlugChat webhooks to the exporter itself.
