@@ -25,6 +25,7 @@ mod cloudapi;
 mod greenapi;
 mod plugchat;
 mod plugzapi;
+mod waba;
 
 /// Every simulated story repeats after this many seconds.
 pub const CYCLE_SECS: u64 = 180;
@@ -71,6 +72,12 @@ gateways:
     instance: "{greenapi_instance}"
     token: {DEMO_TOKEN}
     notifications: consume
+  - name: onprem
+    provider: waba
+    url: http://{addr}
+    auth: login
+    username: admin
+    password: demo-waba-password
 webhooks:
   plugchat:
     - account: {plugchat_account}
@@ -124,6 +131,7 @@ fn route(req: &Request<Incoming>, path: &str, t: u64) -> (u16, String) {
     plugzapi::route(req, &parts, t)
         .or_else(|| cloudapi::route(req, &parts, t))
         .or_else(|| greenapi::route(req, &parts, t))
+        .or_else(|| waba::route(req, &parts, t))
         .unwrap_or_else(|| (404, r#"{"error":"not found"}"#.into()))
 }
 
