@@ -32,9 +32,10 @@ ARG RUST_VERSION=1
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
-# .dockerignore lets only these into the build context (no target/, no .git, no local secrets).
-COPY Cargo.toml Cargo.lock build.rs ./
-COPY src ./src
+# The build context is what .dockerignore lets in: the manifest, the lock file, build.rs and the Cargo
+# targets (src/, benches/, tests/: cargo reads every target the manifest names); no target/, no .git,
+# no local configuration or secrets.
+COPY . .
 # The cache mounts (BuildKit) keep the crates.io downloads and the compiled dependencies between builds.
 # The sources are touched so that cargo always rebuilds the crate itself, whatever mtimes the context had.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \

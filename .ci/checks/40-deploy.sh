@@ -74,7 +74,7 @@ step() {
   set +e
   (
     set -e
-    trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+    trap 'bg=$(jobs -p); if [[ -n "$bg" ]]; then kill $bg 2>/dev/null; wait $bg 2>/dev/null; fi; true' EXIT
     "$@"
   )
   rc=$?
@@ -284,8 +284,13 @@ for path in ("/-/healthy", "/-/ready", "/metrics", "/"):
     status, _ = get(path)
     if status != 200:
         errors.append(f"GET {path}: {status}")
-status, body = get("/metrics")
-gateways = sorted(set(re.findall(r'^whatsapp_up\{[^}]*gateway="([^"]+)"', body, re.M)))
+deadline = time.time() + 30  # the simulated gateways' first polls
+while True:
+    status, body = get("/metrics")
+    gateways = sorted(set(re.findall(r'^whatsapp_up\{[^}]*gateway="([^"]+)"', body, re.M)))
+    if gateways or time.time() > deadline:
+        break
+    time.sleep(0.5)
 if not gateways:
     errors.append("the demo's /metrics has no whatsapp_up series")
 else:
@@ -852,11 +857,18 @@ prometheus_live_probe() {
     prom_port="$(free_port)"
     mkdir -p "$tmp/live-$cfg"
     python3 - "$cfg" "$exp_port" "$tmp/live-$cfg" <<'PY'
-import json, re, sys, urllib.request
+import json, re, sys, time, urllib.request
 import yaml
 name, exp_port, out = sys.argv[1], sys.argv[2], sys.argv[3]
-body = urllib.request.urlopen(f"http://127.0.0.1:{exp_port}/metrics", timeout=10).read().decode()
-demo = sorted(set(re.findall(r'^whatsapp_up\{[^}]*gateway="([^"]+)"', body, re.M)))
+deadline = time.time() + 30  # the simulated gateways' first polls
+while True:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{exp_port}/metrics", timeout=10).read().decode()
+    demo = sorted(set(re.findall(r'^whatsapp_up\{[^}]*gateway="([^"]+)"', body, re.M)))
+    if demo or time.time() > deadline:
+        break
+    time.sleep(0.5)
+if not demo:
+    sys.exit("the demo's /metrics has no whatsapp_up series")
 names = demo + ["no-such-gateway"] + [f"gw{i:02d}" for i in range(12)]
 json.dump([{"targets": names}], open(f"{out}/gateways.json", "w"))
 cfg = yaml.safe_load(open(f"deploy/prometheus/{name}.yml"))
