@@ -49,7 +49,8 @@ LABEL org.opencontainers.image.title="whatsapp_exporter" \
       org.opencontainers.image.description="Prometheus exporter for WhatsApp gateway APIs (PlugzAPI, Z-API, WhatsApp Business API, Green API, Cloud API) and PlugChat webhooks" \
       org.opencontainers.image.source="https://github.com/whatsapp-exporter/whatsapp_exporter" \
       org.opencontainers.image.licenses="Apache-2.0"
-# The CA certificates for the gateways' HTTPS APIs are part of the distroless base image.
+# The gateways' HTTPS APIs are verified against the system CA store (/etc/ssl/certs; SSL_CERT_FILE
+# overrides it), which the distroless base image provides.
 COPY --from=build /whatsapp_exporter /whatsapp_exporter
 # Numeric, so that Kubernetes' runAsNonRoot can verify it (distroless names this user "nonroot").
 USER 65532:65532

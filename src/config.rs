@@ -167,7 +167,8 @@ struct RawGateway {
     name: String,
     provider: Provider,
     url: Option<String>,
-    instance: Option<String>,
+    #[serde(default)]
+    instance: Option<IdString>,
     token: Option<String>,
     token_file: Option<PathBuf>,
     client_token: Option<String>,
@@ -180,8 +181,27 @@ struct RawGateway {
     password_file: Option<PathBuf>,
     tls: Option<TlsConfig>,
     notifications: Option<Notifications>,
-    phone_number_id: Option<String>,
+    #[serde(default)]
+    phone_number_id: Option<IdString>,
     api_version: Option<String>,
+}
+
+/// An id written with or without quotes: `instance: 1101000001` is a YAML number, and users
+/// write it that way.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdString {
+    Text(String),
+    Number(u64),
+}
+
+impl IdString {
+    fn into_string(self) -> String {
+        match self {
+            IdString::Text(s) => s,
+            IdString::Number(n) => n.to_string(),
+        }
+    }
 }
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -411,7 +431,7 @@ fn parse_gateway(
     let token = ctx.secret("token", raw.token, raw.token_file, env);
     let client_token = ctx.secret("client_token", raw.client_token, raw.client_token_file, env);
     let password = ctx.secret("password", raw.password, raw.password_file, env);
-    let instance = raw.instance.filter(|i| !i.is_empty());
+    let instance = raw.instance.map(IdString::into_string).filter(|i| !i.is_empty());
 
     let gw = GatewayConfig {
         name: raw.name,
@@ -427,7 +447,7 @@ fn parse_gateway(
         password,
         tls: raw.tls.clone().unwrap_or_default(),
         notifications: raw.notifications.unwrap_or_default(),
-        phone_number_id: raw.phone_number_id,
+        phone_number_id: raw.phone_number_id.map(IdString::into_string),
         api_version: raw
             .api_version
             .unwrap_or_else(|| DEFAULT_GRAPH_API_VERSION.to_string()),
@@ -825,6 +845,17 @@ gateways:
             !errs[0].contains("short\""),
             "the secret itself is never printed"
         );
+    }
+
+    #[test]
+    fn ids_may_be_written_without_quotes() {
+        let cfg = parse(
+            "gateways:\n  - name: g\n    provider: greenapi\n    instance: 1101000001\n    token: t\n  - name: c\n    provider: cloudapi\n    phone_number_id: 106540352242922\n    token: t\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(cfg.gateways[0].instance.as_deref(), Some("1101000001"));
+        assert_eq!(cfg.gateways[1].phone_number_id.as_deref(), Some("106540352242922"));
     }
 
     #[test]

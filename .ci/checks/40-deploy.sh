@@ -52,7 +52,8 @@ command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if ((${#need_apt[@]})); then
   echo "== installing ${need_apt[*]} (apt)"
-  apt_install $(printf '%s\n' "${need_apt[@]}" | sort -u)
+  mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
+  apt_install "${need_apt[@]}"
 fi
 python3 -c 'import kubernetes_validate, yaml, jsonschema' 2>/dev/null || {
   echo "== installing kubernetes-validate pyyaml (pip)"
@@ -74,6 +75,7 @@ step() {
   set +e
   (
     set -e
+    # shellcheck disable=SC2154,SC2086  # bg is assigned in the trap; one PID per word
     trap 'bg=$(jobs -p); if [[ -n "$bg" ]]; then kill $bg 2>/dev/null; wait $bg 2>/dev/null; fi; true' EXIT
     "$@"
   )
@@ -98,11 +100,13 @@ wait_http() {
 import sys, time, urllib.request
 port, path, limit = sys.argv[1], sys.argv[2], float(sys.argv[3])
 deadline = time.time() + limit
+err = "no answer"
 while True:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
             if r.status == 200:
                 sys.exit(0)
+            err = f"HTTP {r.status}"
     except Exception as e:
         err = e
     if time.time() > deadline:
@@ -213,6 +217,9 @@ for root, dirs, files in os.walk("."):
         rel = os.path.relpath(os.path.join(root, f), ".")
         if not excluded(rel):
             context.append(rel)
+for need in ("Cargo.toml", "Cargo.lock", "build.rs", "src/main.rs"):
+    if need not in context:
+        errors.append(f".dockerignore: {need} is not in the build context")
 for bad in ("whatsapp_exporter.yml", ".env"):
     if bad in context:
         errors.append(f".dockerignore: {bad} would be sent to the Docker daemon")
@@ -225,6 +232,8 @@ for op, rest in copies:
         continue
     for src in args[:-1]:
         src = os.path.normpath(src)
+        if src == ".":
+            continue
         if not any(c == src or c.startswith(src + "/") for c in context):
             errors.append(f"Dockerfile: {op} {src}: not in the build context (missing, or excluded by .dockerignore)")
 
@@ -632,6 +641,7 @@ k8s_prometheusrule_promtool() {
 
 k8s_config_check() {
   [[ -s "$tmp/k8s-config.yml" ]] || { echo "no configuration extracted (see the k8s step)" >&2; return 1; }
+  # shellcheck disable=SC1091  # written by the k8s step
   (set -a; . "$tmp/k8s-config.env"; set +a; "$BIN" --config.check --config.file "$tmp/k8s-config.yml")
   echo "ConfigMap configuration: whatsapp_exporter --config.check ok"
 }

@@ -21,7 +21,7 @@
 //! about in the log, the first two only at debug level. Accepted webhooks are counted in memory
 //! under a short lock and answered `200 {"ok":true}` at once.
 
-mod payload;
+pub mod payload;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
