@@ -38,6 +38,16 @@ pub struct Cli {
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
 
+    /// Poll only this replica's share of the gateways: i/n, 0 <= i < n (rendezvous hashing of the
+    /// gateway names; the other replicas take the rest).
+    #[arg(long = "shard", value_name = "I/N")]
+    pub shard: Option<crate::shard::Shard>,
+
+    /// Do not poll in the background: gateways are polled only through /probe, when Prometheus
+    /// scrapes it (the multi-target pattern).
+    #[arg(long = "no-background-polling")]
+    pub no_background_polling: bool,
+
     /// Run against built-in simulated gateways; needs no configuration and no network.
     #[arg(long)]
     pub demo: bool,

@@ -431,7 +431,10 @@ fn parse_gateway(
     let token = ctx.secret("token", raw.token, raw.token_file, env);
     let client_token = ctx.secret("client_token", raw.client_token, raw.client_token_file, env);
     let password = ctx.secret("password", raw.password, raw.password_file, env);
-    let instance = raw.instance.map(IdString::into_string).filter(|i| !i.is_empty());
+    let instance = raw
+        .instance
+        .map(IdString::into_string)
+        .filter(|i| !i.is_empty());
 
     let gw = GatewayConfig {
         name: raw.name,
@@ -855,7 +858,10 @@ gateways:
         )
         .unwrap();
         assert_eq!(cfg.gateways[0].instance.as_deref(), Some("1101000001"));
-        assert_eq!(cfg.gateways[1].phone_number_id.as_deref(), Some("106540352242922"));
+        assert_eq!(
+            cfg.gateways[1].phone_number_id.as_deref(),
+            Some("106540352242922")
+        );
     }
 
     #[test]

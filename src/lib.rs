@@ -13,6 +13,7 @@
 //! - [`metrics`]: the exporter's own registry and the `/metrics` rendering.
 //! - [`webhooks`]: the PlugChat webhook receiver and the command that registers it.
 //! - [`server`] and [`status_page`]: the HTTP endpoints; [`web_config`]: their TLS and basic auth.
+//! - [`shard`]: which replica polls which gateway (`--shard i/n`).
 //! - [`demo`]: simulated gateways for `--demo`.
 //! - [`http`]: the shared HTTP client and capped reads; [`secret`]: values that never print.
 
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod scheduler;
 pub mod secret;
 pub mod server;
+pub mod shard;
 pub mod sources;
 pub mod status_page;
 pub mod web_config;
@@ -99,11 +101,25 @@ pub struct Exporter {
     stop: CancellationToken,
     pub plugchat: webhooks::plugchat::Receiver,
     reloading: tokio::sync::Mutex<()>,
+    polling: Polling,
+}
+
+/// Which gateways this process polls, and whether it polls them on its own schedule.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Polling {
+    /// Only the gateways of this shard are polled and exported.
+    pub shard: Option<shard::Shard>,
+    /// Off when Prometheus schedules the polls through `/probe` alone.
+    pub no_background: bool,
 }
 
 impl Exporter {
     /// Loads the configuration and starts polling; `stop` ends every task.
-    pub fn start(source: ConfigSource, stop: CancellationToken) -> Result<Arc<Self>, StartupError> {
+    pub fn start(
+        source: ConfigSource,
+        polling: Polling,
+        stop: CancellationToken,
+    ) -> Result<Arc<Self>, StartupError> {
         let cfg = source.load()?;
         let metrics =
             metrics::Metrics::new().map_err(|e| StartupError::Other(format!("metrics: {e}")))?;
@@ -121,6 +137,7 @@ impl Exporter {
             stop,
             plugchat,
             reloading: tokio::sync::Mutex::new(()),
+            polling,
         });
         exporter
             .apply(cfg)
@@ -167,7 +184,12 @@ impl Exporter {
         let old = self.gateways();
         let mut next = Vec::with_capacity(cfg.gateways.len());
         let mut started = Vec::new();
-        for gc in cfg.gateways {
+        let shard = self.polling.shard;
+        for gc in cfg
+            .gateways
+            .into_iter()
+            .filter(|g| shard.is_none_or(|s| s.owns(&g.name)))
+        {
             match old.iter().find(|g| g.name() == gc.name && g.config == gc) {
                 Some(same) => next.push(same.clone()),
                 None => {
@@ -195,11 +217,13 @@ impl Exporter {
         for gw in started {
             let stop = self.stop.child_token();
             running.insert(gw.name().to_string(), stop.clone());
-            self.tracker.spawn(scheduler::run_gateway(
-                gw.clone(),
-                self.limit.clone(),
-                stop.clone(),
-            ));
+            if !self.polling.no_background {
+                self.tracker.spawn(scheduler::run_gateway(
+                    gw.clone(),
+                    self.limit.clone(),
+                    stop.clone(),
+                ));
+            }
             if let sources::Source::GreenApi(s) = &gw.source {
                 if s.consumes_queue() {
                     self.tracker
@@ -255,6 +279,7 @@ pub struct RunOptions {
     pub listen: String,
     pub demo: bool,
     pub web_config: Option<PathBuf>,
+    pub polling: Polling,
 }
 
 /// A started exporter with its HTTP server, for `main` and for tests.
@@ -292,7 +317,7 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartupError> {
     let local = listener
         .local_addr()
         .map_err(|e| StartupError::Other(format!("listener: {e}")))?;
-    let exporter = Exporter::start(opts.config, stop.clone())?;
+    let exporter = Exporter::start(opts.config, opts.polling, stop.clone())?;
     let server = tokio::spawn(server::serve(
         listener,
         exporter.clone(),

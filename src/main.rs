@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use whatsapp_exporter::cli::{Cli, Command};
-use whatsapp_exporter::{config, demo, logging, webhooks, ConfigSource, RunOptions};
+use whatsapp_exporter::{config, demo, logging, webhooks, ConfigSource, Polling, RunOptions};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,6 +55,10 @@ fn main() -> ExitCode {
             listen: cli.listen_address.clone(),
             demo: cli.demo,
             web_config: cli.web_config_file.clone(),
+            polling: Polling {
+                shard: cli.shard,
+                no_background: cli.no_background_polling,
+            },
         };
         whatsapp_exporter::run(opts, shutdown_signal())
             .await

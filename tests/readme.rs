@@ -34,13 +34,25 @@ fn exposed() -> BTreeSet<String> {
 #[test]
 fn every_exposed_metric_is_documented() {
     let documented = documented();
-    let missing: Vec<_> = exposed().into_iter().filter(|n| !documented.contains(n)).collect();
-    assert!(missing.is_empty(), "metrics missing from the README's tables: {missing:?}");
+    let missing: Vec<_> = exposed()
+        .into_iter()
+        .filter(|n| !documented.contains(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metrics missing from the README's tables: {missing:?}"
+    );
 }
 
 #[test]
 fn every_documented_metric_exists() {
     let exposed = exposed();
-    let unknown: Vec<_> = documented().into_iter().filter(|n| !exposed.contains(n)).collect();
-    assert!(unknown.is_empty(), "README documents metrics the exporter does not have: {unknown:?}");
+    let unknown: Vec<_> = documented()
+        .into_iter()
+        .filter(|n| !exposed.contains(n))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "README documents metrics the exporter does not have: {unknown:?}"
+    );
 }

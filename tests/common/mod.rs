@@ -202,6 +202,14 @@ impl Exporter {
         yaml: &str,
         web_yaml: Option<&str>,
     ) -> Result<Exporter, String> {
+        Self::try_start_full(yaml, web_yaml, whatsapp_exporter::Polling::default()).await
+    }
+
+    pub async fn try_start_full(
+        yaml: &str,
+        web_yaml: Option<&str>,
+        polling: whatsapp_exporter::Polling,
+    ) -> Result<Exporter, String> {
         log_buffer();
         let dir = TempDir::new();
         let web_config = web_yaml.map(|w| {
@@ -218,6 +226,7 @@ impl Exporter {
             listen: "127.0.0.1:0".into(),
             demo: false,
             web_config,
+            polling,
         })
         .await
         .map_err(|e| e.to_string())?;
