@@ -1226,6 +1226,7 @@ async fn demo_posts_all_seven_events() {
         listen: "127.0.0.1:0".into(),
         demo: true,
         web_config: None,
+        polling: Default::default(),
     })
     .await
     .unwrap();
