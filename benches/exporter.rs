@@ -60,17 +60,13 @@ fn per_scrape(c: &mut Criterion) {
         group.bench_function(format!("render /metrics, {n} gateways"), |b| {
             b.iter(|| {
                 let fragments: Vec<_> = gws.iter().map(|g| g.fragment()).collect();
-                metrics.render(&fragments)
+                metrics.render(&fragments, false)
             })
         });
         group.bench_function(format!("render /metrics + gzip, {n} gateways"), |b| {
             b.iter(|| {
                 let fragments: Vec<_> = gws.iter().map(|g| g.fragment()).collect();
-                let text = metrics.render(&fragments);
-                let mut enc =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
-                enc.finish().unwrap()
+                metrics.render(&fragments, true)
             })
         });
     }

@@ -185,7 +185,13 @@ impl FragmentWriter {
 }
 
 /// Appends the families of many fragments to `out`, each family under one HELP/TYPE header.
-pub fn render<'a>(out: &mut String, fragments: impl Iterator<Item = &'a Fragment> + Clone) {
+///
+/// `out` may be a gzip encoder: the text is then compressed as it is written, and the whole
+/// uncompressed page never sits in memory.
+pub fn render<'a, W: std::io::Write>(
+    out: &mut W,
+    fragments: impl Iterator<Item = &'a Fragment> + Clone,
+) -> std::io::Result<()> {
     for &f in Family::ALL {
         let mut header = false;
         for frag in fragments.clone() {
@@ -195,12 +201,13 @@ pub fn render<'a>(out: &mut String, fragments: impl Iterator<Item = &'a Fragment
             }
             if !header {
                 header = true;
-                let _ = writeln!(out, "# HELP {} {}", f.name(), f.help());
-                let _ = writeln!(out, "# TYPE {} {}", f.name(), f.kind().as_str());
+                writeln!(out, "# HELP {} {}", f.name(), f.help())?;
+                writeln!(out, "# TYPE {} {}", f.name(), f.kind().as_str())?;
             }
-            out.push_str(lines);
+            out.write_all(lines.as_bytes())?;
         }
     }
+    Ok(())
 }
 
 /// A histogram kept by hand, for the series rendered here.
@@ -272,6 +279,10 @@ fn write_labels(out: &mut String, labels: &[(&str, &str)]) {
 
 /// Escapes a label value as the text format requires.
 pub fn escape_label_value(out: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -313,10 +324,10 @@ mod tests {
         let mut b = FragmentWriter::new(&[("gateway", "b\"x"), ("provider", "zapi")]);
         b.sample(Family::Up, &[], 0.0);
         let (a, b) = (a.finish(), b.finish());
-        let mut out = String::new();
-        render(&mut out, [&a, &b].into_iter());
+        let mut out = Vec::new();
+        render(&mut out, [&a, &b].into_iter()).unwrap();
         assert_eq!(
-            out,
+            String::from_utf8(out).unwrap(),
             "# HELP whatsapp_up 1 if the last poll got a valid answer from the gateway API, else 0.\n\
              # TYPE whatsapp_up gauge\n\
              whatsapp_up{gateway=\"a\",provider=\"plugzapi\"} 1\n\

@@ -266,10 +266,10 @@ impl Exporter {
         }
     }
 
-    /// Renders `/metrics`.
-    pub fn render_metrics(&self) -> String {
+    /// Renders `/metrics`, compressed when `gzip` is set.
+    pub fn render_metrics(&self, gzip: bool) -> Vec<u8> {
         let fragments: Vec<_> = self.gateways().iter().map(|g| g.fragment()).collect();
-        self.metrics.render(&fragments)
+        self.metrics.render(&fragments, gzip)
     }
 }
 

@@ -1,7 +1,6 @@
 //! The HTTP server (hyper 1): routing, `/metrics`, `/probe`, health, reload and webhooks.
 
 use std::convert::Infallible;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,43 +166,31 @@ async fn route(ex: Arc<Exporter>, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn metrics(ex: &Exporter, req: &Request<Incoming>) -> Response<Body> {
-    let body = ex.render_metrics();
-    let mut resp = maybe_gzip(req, body.into_bytes());
-    resp.headers_mut().insert(
+    let gzip = accepts_gzip(req);
+    let mut resp = Response::new(Body::new(ex.render_metrics(gzip).into()));
+    let h = resp.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(METRICS_CONTENT_TYPE),
     );
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     resp
 }
 
-/// Compresses when the client accepts gzip; Prometheus always does.
-fn maybe_gzip(req: &Request<Incoming>, body: Vec<u8>) -> Response<Body> {
-    let wants_gzip = req
-        .headers()
+/// Whether the client takes gzip; Prometheus always does.
+fn accepts_gzip(req: &Request<Incoming>) -> bool {
+    req.headers()
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|e| e.trim().split(';').next() == Some("gzip"))
-        });
-    if wants_gzip {
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 8),
-            flate2::Compression::fast(),
-        );
-        if enc.write_all(&body).is_ok() {
-            if let Ok(gz) = enc.finish() {
-                let mut r = Response::new(Body::new(gz.into()));
-                r.headers_mut()
-                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                r.headers_mut()
-                    .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-                return r;
-            }
-        }
-    }
-    Response::new(Body::new(body.into()))
+        .flat_map(|v| v.split(','))
+        .any(|e| {
+            let mut parts = e.split(';').map(str::trim);
+            parts.next() == Some("gzip") && !parts.any(|p| p == "q=0")
+        })
 }
 
 /// `/probe?target=NAME`: polls the gateway now and answers with its series alone.
@@ -224,8 +211,9 @@ async fn probe(ex: &Exporter, query: Option<&str>) -> Response<Body> {
     };
     let _ = gw.poll().await;
     let frag = gw.fragment();
-    let mut out = String::with_capacity(frag.text_len() + 2048);
-    exposition::render(&mut out, std::iter::once(&*frag));
+    let mut out = Vec::with_capacity(frag.text_len() + 2048);
+    // Writing into a Vec cannot fail.
+    let _ = exposition::render(&mut out, std::iter::once(&*frag));
     let mut r = Response::new(Body::new(out.into()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

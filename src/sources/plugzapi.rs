@@ -39,10 +39,10 @@ impl Source {
     }
 
     pub async fn poll(&self, timeout: Duration) -> Result<Box<dyn super::Observation>, PollError> {
+        // No per-request timeout: `Gateway::poll` bounds the whole poll, body included.
         let mut req = self
             .client
             .get(self.url.expose())
-            .timeout(timeout)
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(ct) = &self.client_token {
             req = req.header("Client-Token", ct.expose());
