@@ -214,8 +214,11 @@ def main():
         first_round = time.time() - start
         renders = []
         for _ in range(25):
+            # Timed as Prometheus sees it: request to last compressed byte, not decompressed here.
+            req = urllib.request.Request(f"{base}/metrics", headers={"Accept-Encoding": "gzip"})
             t0 = time.perf_counter()
-            get(f"{base}/metrics", gz=True)
+            with urllib.request.urlopen(req, timeout=30) as r:
+                r.read()
             renders.append((time.perf_counter() - t0) * 1000)
             time.sleep(0.2)
         rss10k = rss_mib(p.pid)
@@ -232,7 +235,7 @@ def main():
 
         results = [
             ("background polling, CPU per poll (500 gateways at 1 s)", f"{bg_us:.1f} µs", "target <= 50 µs",
-             f"{520 / bg_us:.0f}x less than blackbox_exporter 0.23's documented ~520 µs"),
+             f"ratio {bg_us / bb_us:.2f} of blackbox_exporter's CPU per probe"),
             ("/probe, CPU per request (wrk)", f"{ex_us:.0f} µs ({ex_n} requests)", f"blackbox_exporter: {bb_us:.0f} µs ({bb_n} requests)",
              f"ratio {ex_us / bb_us:.2f} (target <= 0.20)"),
             ("10,000 gateways: all polled after", f"{first_round:.1f} s", "interval 10 s", f"{polled} of 10000 gateways"),

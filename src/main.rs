@@ -6,11 +6,6 @@ use clap::Parser;
 use whatsapp_exporter::cli::{Cli, Command};
 use whatsapp_exporter::{config, demo, logging, webhooks, ConfigSource, Polling, RunOptions};
 
-/// glibc's malloc showed as a fifth of the CPU per poll, with its arena locks contended between
-/// the runtime's threads; mimalloc's per-thread free lists remove both (see README, Performance).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log_level, cli.log_format, std::io::stderr) {
@@ -34,7 +29,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread runs everything: polls are waits on I/O, and a single thread spares the
+    // cross-thread wake-ups and allocator contention that measured as a third of the CPU per poll
+    // with two (benches/compare.py). Rendering a large /metrics goes to the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
