@@ -18,7 +18,8 @@ pub struct Cli {
     #[arg(
         long = "config.file",
         value_name = "PATH",
-        default_value = "whatsapp_exporter.yml"
+        default_value = "whatsapp_exporter.yml",
+        global = true
     )]
     pub config_file: PathBuf,
 
@@ -53,11 +54,16 @@ pub struct Cli {
     pub demo: bool,
 
     /// Log level.
-    #[arg(long = "log.level", value_enum, default_value = "info")]
+    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     pub log_level: Level,
 
     /// Log format.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
     pub log_format: Format,
 
     #[command(subcommand)]
@@ -68,4 +74,9 @@ pub struct Cli {
 pub enum Command {
     /// Point all seven PlugChat webhooks of an account at this exporter.
     PlugchatRegister(crate::webhooks::register::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }

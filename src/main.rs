@@ -8,6 +8,11 @@ use whatsapp_exporter::{config, demo, logging, webhooks, ConfigSource, Polling, 
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Completions { shell }) = cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut cmd, "whatsapp_exporter", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     if let Err(e) = logging::init(cli.log_level, cli.log_format, std::io::stderr) {
         eprintln!("cannot set up logging: {e}");
         return ExitCode::FAILURE;
@@ -70,7 +75,6 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("whatsapp_exporter: {e}");
             ExitCode::FAILURE
         }
