@@ -90,6 +90,12 @@ pub enum Source {
 
 impl Source {
     pub fn new(cfg: &GatewayConfig, clients: &Clients) -> Result<Self, String> {
+        if cfg.tls.insecure_skip_verify {
+            tracing::warn!(
+                gateway = %cfg.name,
+                "tls.insecure_skip_verify is set: the gateway's certificate is not checked, so the credentials can be intercepted"
+            );
+        }
         let client = clients.get(&cfg.tls)?;
         Ok(match cfg.provider {
             Provider::PlugzApi | Provider::ZApi => {

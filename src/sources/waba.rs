@@ -52,12 +52,6 @@ enum Auth {
 
 impl Source {
     pub fn new(cfg: &GatewayConfig, client: reqwest::Client) -> Result<Self, String> {
-        if cfg.tls.insecure_skip_verify {
-            tracing::warn!(
-                gateway = %cfg.name,
-                "tls.insecure_skip_verify is set: the gateway's certificate is not checked, so the credentials can be intercepted"
-            );
-        }
         let auth = match cfg.auth {
             WabaAuth::Bearer | WabaAuth::Apikey => {
                 let token = cfg.token.as_ref().ok_or("needs token or token_file")?;
