@@ -380,12 +380,7 @@ fn parse_gateway(
         }
     };
     let provider = raw.provider;
-    if raw.name.is_empty()
-        || !raw
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-    {
+    if !is_label_safe_name(&raw.name) {
         ctx.err("name", "must match [A-Za-z0-9_.-]+");
     }
 
@@ -588,12 +583,7 @@ fn parse_plugchat(value: serde_yaml_ng::Value, env: Env, ctx: &mut Ctx) -> Optio
             return None;
         }
     };
-    if raw.account.is_empty()
-        || !raw
-            .account
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-    {
+    if !is_label_safe_name(&raw.account) {
         ctx.err("account", "must match [A-Za-z0-9_.-]+");
     }
     let secret = ctx.secret("secret", raw.secret, raw.secret_file, env);
@@ -615,6 +605,11 @@ fn parse_plugchat(value: serde_yaml_ng::Value, env: Env, ctx: &mut Ctx) -> Optio
         account: raw.account,
         secret,
     })
+}
+
+/// Names that become label values and URL path segments: `[A-Za-z0-9_.-]+`.
+fn is_label_safe_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// Parses a humantime duration such as `30s` or `1m30s`; zero is refused.
