@@ -609,7 +609,9 @@ fn parse_plugchat(value: serde_yaml_ng::Value, env: Env, ctx: &mut Ctx) -> Optio
 
 /// Names that become label values and URL path segments: `[A-Za-z0-9_.-]+`.
 fn is_label_safe_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// Parses a humantime duration such as `30s` or `1m30s`; zero is refused.
