@@ -4,6 +4,7 @@
 set -euo pipefail
 if ! command -v nginx >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
   apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
 fi
 SOAK_SECONDS=${SOAK_SECONDS:-60} python3 benches/soak.py target/release/whatsapp_exporter
