@@ -32,6 +32,10 @@ ARG RUST_VERSION=1
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
+# .git is not in the context: pass the revision for --version and build_info, e.g.
+#   docker build --build-arg REVISION=$(git rev-parse --short=12 HEAD) .
+ARG REVISION=""
+ENV WHATSAPP_EXPORTER_REVISION=${REVISION}
 # The build context is what .dockerignore lets in: the manifest, the lock file, build.rs and the Cargo
 # targets (src/, benches/, tests/: cargo reads every target the manifest names); no target/, no .git,
 # no local configuration or secrets.

@@ -2,36 +2,35 @@
 use std::process::Command;
 
 fn main() {
-    let revision = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
+    // Builds without a .git (a container build context) can pass the revision in.
+    let revision = std::env::var("WHATSAPP_EXPORTER_REVISION")
         .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
+        .or_else(|| run(Command::new("git").args(["rev-parse", "--short=12", "HEAD"])))
         .unwrap_or_else(|| "unknown".into());
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%d"])
-        .env(
-            "SOURCE_DATE_EPOCH",
-            std::env::var("SOURCE_DATE_EPOCH").unwrap_or_default(),
-        )
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
+    // Reproducible builds set SOURCE_DATE_EPOCH: the date is then that one, not today.
+    let mut date = Command::new("date");
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(epoch) => date.args(["-u", "-d", &format!("@{epoch}"), "+%Y-%m-%d"]),
+        Err(_) => date.args(["-u", "+%Y-%m-%d"]),
+    };
+    let date = run(&mut date).unwrap_or_else(|| "unknown".into());
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc = run(Command::new(rustc).arg("--version"))
         .and_then(|s| s.split_whitespace().nth(1).map(str::to_string))
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=WHATSAPP_EXPORTER_REVISION={revision}");
     println!("cargo:rustc-env=WHATSAPP_EXPORTER_BUILD_DATE={date}");
     println!("cargo:rustc-env=WHATSAPP_EXPORTER_RUSTC={rustc}");
+    println!("cargo:rerun-if-env-changed=WHATSAPP_EXPORTER_REVISION");
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs");
+}
+
+/// The trimmed standard output of a command that succeeded.
+fn run(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok().filter(|o| o.status.success())?;
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!s.is_empty()).then_some(s)
 }

@@ -14,14 +14,14 @@ pub enum PollError {
     HttpStatus(u16),
     #[error("the gateway refused the credentials (HTTP {0}{1})")]
     Unauthorized(u16, &'static str),
-    #[error("rate limited by the gateway (HTTP 429{})", retry_hint(*.0))]
+    #[error("rate limited by the gateway{}", retry_hint(*.0))]
     RateLimited(Option<Duration>),
     #[error("invalid answer: {0}")]
     InvalidResponse(String),
 }
 
 fn retry_hint(d: Option<Duration>) -> String {
-    d.map(|d| format!(", retry after {}s", d.as_secs()))
+    d.map(|d| format!(" (retry after {}s)", d.as_secs()))
         .unwrap_or_default()
 }
 
@@ -118,7 +118,7 @@ mod tests {
         assert_eq!(PollError::HttpStatus(500).reason(), "http_status");
         assert_eq!(
             PollError::RateLimited(Some(Duration::from_secs(7))).to_string(),
-            "rate limited by the gateway (HTTP 429, retry after 7s)"
+            "rate limited by the gateway (retry after 7s)"
         );
     }
 }

@@ -75,7 +75,7 @@ families! {
     GreenApiNotificationDelay => "whatsapp_greenapi_notification_delay_seconds", Histogram, "Green API: receipt time minus the notification's timestamp.";
     CloudApiQualityRating => "whatsapp_cloudapi_quality_rating", Gauge, "Cloud API: the number's quality rating, as a state set.";
     CloudApiCanSendMessage => "whatsapp_cloudapi_can_send_message", Gauge, "Cloud API: health_status can_send_message per entity, as a state set.";
-    CloudApiMessagingLimit => "whatsapp_cloudapi_messaging_limit", Gauge, "Cloud API: the messaging limit tier as a number of conversations (+Inf when unlimited).";
+    CloudApiMessagingLimit => "whatsapp_cloudapi_messaging_limit", Gauge, "Cloud API: the messaging limit as a number of unique users per 24 hours (+Inf when unlimited).";
     CloudApiThroughputLevel => "whatsapp_cloudapi_throughput_level", Gauge, "Cloud API: the throughput level, as a state set.";
     CloudApiHealthError => "whatsapp_cloudapi_health_error", Gauge, "Cloud API: 1 for each health_status error that stands, by entity and error code.";
     CloudApiNameStatus => "whatsapp_cloudapi_name_status", Gauge, "Cloud API: the display name's review status, as a state set.";
