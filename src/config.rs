@@ -379,40 +379,88 @@ fn parse_gateway(
             return None;
         }
     };
-    let provider = raw.provider;
     if !is_label_safe_name(&raw.name) {
         ctx.err("name", "must match [A-Za-z0-9_.-]+");
     }
+    let (interval, timeout) =
+        schedule(raw.interval.as_deref(), raw.timeout.as_deref(), global, ctx);
+    let url = base_url(raw.url.as_deref(), raw.provider, env, ctx);
+    let used = Used {
+        client_token: raw.client_token.is_some() || raw.client_token_file.is_some(),
+        auth: raw.auth.is_some(),
+        username: raw.username.is_some(),
+        password: raw.password.is_some() || raw.password_file.is_some(),
+        tls: raw.tls.is_some(),
+        notifications: raw.notifications.is_some(),
+        phone_number_id: raw.phone_number_id.is_some(),
+        api_version: raw.api_version.is_some(),
+    };
+    let gw = GatewayConfig {
+        token: ctx.secret("token", raw.token, raw.token_file, env),
+        client_token: ctx.secret("client_token", raw.client_token, raw.client_token_file, env),
+        password: ctx.secret("password", raw.password, raw.password_file, env),
+        name: raw.name,
+        provider: raw.provider,
+        url,
+        instance: raw
+            .instance
+            .map(IdString::into_string)
+            .filter(|i| !i.is_empty()),
+        interval,
+        timeout,
+        auth: raw.auth.unwrap_or_default(),
+        username: raw.username,
+        tls: raw.tls.unwrap_or_default(),
+        notifications: raw.notifications.unwrap_or_default(),
+        phone_number_id: raw.phone_number_id.map(IdString::into_string),
+        api_version: raw
+            .api_version
+            .unwrap_or_else(|| DEFAULT_GRAPH_API_VERSION.to_string()),
+    };
+    check_provider_keys(&gw, &used, ctx);
+    if let Some(ca) = &gw.tls.ca_file {
+        if let Err(e) = std::fs::metadata(ca) {
+            ctx.err("tls.ca_file", format!("cannot read {}: {e}", ca.display()));
+        }
+    }
+    ctx.errors.is_empty().then_some(gw)
+}
 
-    let mut duration = |key: &str, v: Option<String>, default: Duration| match v {
+/// A gateway's interval and timeout: its own, else the global ones; the timeout fits the interval.
+fn schedule(
+    interval: Option<&str>,
+    timeout: Option<&str>,
+    global: &Global,
+    ctx: &mut Ctx,
+) -> (Duration, Duration) {
+    let mut duration = |key: &str, v: Option<&str>, default: Duration| match v {
         None => default,
-        Some(v) => parse_duration(&v).unwrap_or_else(|e| {
+        Some(v) => parse_duration(v).unwrap_or_else(|e| {
             ctx.err(key, e);
             default
         }),
     };
-    let interval = duration("interval", raw.interval, global.interval);
-    let timeout = duration("timeout", raw.timeout, global.timeout.min(interval));
+    let interval = duration("interval", interval, global.interval);
+    let timeout = duration("timeout", timeout, global.timeout.min(interval));
     if timeout > interval {
-        ctx.err(
-            "timeout",
-            format!(
-                "{} is longer than the interval {}",
-                humantime::format_duration(timeout),
-                humantime::format_duration(interval)
-            ),
+        let (t, i) = (
+            humantime::format_duration(timeout),
+            humantime::format_duration(interval),
         );
+        ctx.err("timeout", format!("{t} is longer than the interval {i}"));
     }
+    (interval, timeout)
+}
 
-    let url = raw
-        .url
-        .map(|u| {
-            expand_env(&u, env).unwrap_or_else(|e| {
-                ctx.err("url", e);
-                String::new()
-            })
-        })
-        .unwrap_or_else(|| provider.default_url().to_string());
+/// The base URL, without a trailing slash: the configured one, else the provider's default.
+fn base_url(url: Option<&str>, provider: Provider, env: Env, ctx: &mut Ctx) -> String {
+    let url = match url {
+        Some(u) => expand_env(u, env).unwrap_or_else(|e| {
+            ctx.err("url", e);
+            String::new()
+        }),
+        None => provider.default_url().to_string(),
+    };
     let url = url.trim_end_matches('/').to_string();
     if url.is_empty() {
         ctx.err(
@@ -422,51 +470,7 @@ fn parse_gateway(
     } else if !(url.starts_with("http://") || url.starts_with("https://")) {
         ctx.err("url", "must start with http:// or https://");
     }
-
-    let token = ctx.secret("token", raw.token, raw.token_file, env);
-    let client_token = ctx.secret("client_token", raw.client_token, raw.client_token_file, env);
-    let password = ctx.secret("password", raw.password, raw.password_file, env);
-    let instance = raw
-        .instance
-        .map(IdString::into_string)
-        .filter(|i| !i.is_empty());
-
-    let gw = GatewayConfig {
-        name: raw.name,
-        provider,
-        url,
-        instance,
-        token,
-        client_token,
-        interval,
-        timeout,
-        auth: raw.auth.unwrap_or_default(),
-        username: raw.username,
-        password,
-        tls: raw.tls.clone().unwrap_or_default(),
-        notifications: raw.notifications.unwrap_or_default(),
-        phone_number_id: raw.phone_number_id.map(IdString::into_string),
-        api_version: raw
-            .api_version
-            .unwrap_or_else(|| DEFAULT_GRAPH_API_VERSION.to_string()),
-    };
-    let used = Used {
-        client_token: gw.client_token.is_some(),
-        auth: raw.auth.is_some(),
-        username: gw.username.is_some(),
-        password: gw.password.is_some(),
-        tls: raw.tls.is_some(),
-        notifications: raw.notifications.is_some(),
-        phone_number_id: gw.phone_number_id.is_some(),
-        api_version: gw.api_version != DEFAULT_GRAPH_API_VERSION,
-    };
-    check_provider_keys(&gw, &used, ctx);
-    if let Some(ca) = &gw.tls.ca_file {
-        if let Err(e) = std::fs::metadata(ca) {
-            ctx.err("tls.ca_file", format!("cannot read {}: {e}", ca.display()));
-        }
-    }
-    ctx.errors.is_empty().then_some(gw)
+    url
 }
 
 /// Which optional keys the file set, to reject those a provider does not use.

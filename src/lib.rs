@@ -181,16 +181,36 @@ impl Exporter {
     /// Applies a configuration: unchanged gateways keep their state and task, changed ones start
     /// afresh, removed ones stop and their series go.
     fn apply(&self, cfg: Config) -> Result<(), String> {
+        let Plan { next, started } = self.plan(cfg.gateways)?;
+        self.plugchat.configure(&cfg.plugchat);
+        self.resize_limit(cfg.global.max_concurrent_polls);
+        self.restart_tasks(&next, started);
+        *self.gateways.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        self.metrics.reload_successful.set(1);
+        self.metrics
+            .reload_success_timestamp
+            .set(gateway::unix_seconds(SystemTime::now()));
+        Ok(())
+    }
+
+    /// The gateways of a new configuration, sorted by name, and those among them that are new or
+    /// changed; nothing is touched yet, so a gateway that cannot be built refuses the whole file.
+    fn plan(&self, configs: Vec<config::GatewayConfig>) -> Result<Plan, String> {
         let old = self.gateways();
-        let mut next = Vec::with_capacity(cfg.gateways.len());
-        let mut started = Vec::new();
         let shard = self.polling.shard;
-        for gc in cfg
-            .gateways
+        let mut next = Vec::with_capacity(configs.len());
+        let mut started = Vec::new();
+        for gc in configs
             .into_iter()
             .filter(|g| shard.is_none_or(|s| s.owns(&g.name)))
         {
-            match old.iter().find(|g| g.name() == gc.name && g.config == gc) {
+            // `old` is sorted by name: no quadratic search at 10,000 gateways.
+            let same = old
+                .binary_search_by(|g| g.name().cmp(&gc.name))
+                .ok()
+                .map(|i| &old[i])
+                .filter(|g| g.config == gc);
+            match same {
                 Some(same) => next.push(same.clone()),
                 None => {
                     let source = sources::Source::new(&gc, &self.clients)
@@ -201,43 +221,41 @@ impl Exporter {
                 }
             }
         }
-        self.plugchat.configure(&cfg.plugchat);
         next.sort_by(|a, b| a.name().cmp(b.name()));
-        self.resize_limit(cfg.global.max_concurrent_polls);
+        Ok(Plan { next, started })
+    }
 
+    /// Stops the tasks of removed and changed gateways and starts those of `started`.
+    fn restart_tasks(&self, next: &[Arc<Gateway>], started: Vec<Arc<Gateway>>) {
+        let keep: std::collections::HashSet<&str> = next.iter().map(|g| g.name()).collect();
+        let fresh: std::collections::HashSet<&str> = started.iter().map(|g| g.name()).collect();
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running.retain(|name, stop| {
-            let keep =
-                next.iter().any(|g| g.name() == name) && !started.iter().any(|g| g.name() == name);
-            if !keep {
+            let stays = keep.contains(name.as_str()) && !fresh.contains(name.as_str());
+            if !stays {
                 stop.cancel();
             }
-            keep
+            stays
         });
-        for gw in started {
+        for gw in &started {
             let stop = self.stop.child_token();
             running.insert(gw.name().to_string(), stop.clone());
-            if !self.polling.no_background {
-                self.tracker.spawn(scheduler::run_gateway(
-                    gw.clone(),
-                    self.limit.clone(),
-                    stop.clone(),
-                ));
-            }
-            if let sources::Source::GreenApi(s) = &gw.source {
-                if s.consumes_queue() {
-                    self.tracker
-                        .spawn(sources::greenapi::consume(gw.clone(), stop));
-                }
+            self.spawn_tasks(gw, stop);
+        }
+    }
+
+    /// A gateway's poll schedule, and its Green API queue consumer when it has one.
+    fn spawn_tasks(&self, gw: &Arc<Gateway>, stop: CancellationToken) {
+        if !self.polling.no_background {
+            let schedule = scheduler::run_gateway(gw.clone(), self.limit.clone(), stop.clone());
+            self.tracker.spawn(schedule);
+        }
+        if let sources::Source::GreenApi(s) = &gw.source {
+            if s.consumes_queue() {
+                self.tracker
+                    .spawn(sources::greenapi::consume(gw.clone(), stop));
             }
         }
-        drop(running);
-        *self.gateways.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
-        self.metrics.reload_successful.set(1);
-        self.metrics
-            .reload_success_timestamp
-            .set(gateway::unix_seconds(SystemTime::now()));
-        Ok(())
     }
 
     fn resize_limit(&self, want: usize) {
@@ -271,6 +289,12 @@ impl Exporter {
         let fragments: Vec<_> = self.gateways().iter().map(|g| g.fragment()).collect();
         self.metrics.render(&fragments, gzip)
     }
+}
+
+/// The gateways a configuration asks for, and those of them that need new tasks.
+struct Plan {
+    next: Vec<Arc<Gateway>>,
+    started: Vec<Arc<Gateway>>,
 }
 
 /// What `run` needs besides the shutdown signal.

@@ -18,60 +18,16 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if cli.config_check {
-        return match config::load(&cli.config_file) {
-            Ok(cfg) => {
-                println!(
-                    "{}: valid, {} gateway(s), {} PlugChat account(s)",
-                    cli.config_file.display(),
-                    cfg.gateways.len(),
-                    cfg.plugchat.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: invalid configuration:\n{e}", cli.config_file.display());
-                ExitCode::FAILURE
-            }
-        };
+        return check_config(&cli.config_file);
     }
     // One thread runs everything: polls are waits on I/O, and a single thread spares the
     // cross-thread wake-ups and allocator contention that measured as a third of the CPU per poll
     // with two (benches/compare.py). Rendering a large /metrics goes to the blocking pool.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        if let Some(Command::PlugchatRegister(args)) = cli.command {
-            return webhooks::register::run(&cli.config_file, args).await;
-        }
-        let config = if cli.demo {
-            demo::start()
-                .await
-                .map_err(|e| format!("cannot start the demo gateways: {e}"))?
-        } else {
-            ConfigSource::File(cli.config_file.clone())
-        };
-        let opts = RunOptions {
-            config,
-            listen: cli.listen_address.clone(),
-            demo: cli.demo,
-            web_config: cli.web_config_file.clone(),
-            polling: Polling {
-                shard: cli.shard,
-                no_background: cli.no_background_polling,
-            },
-        };
-        whatsapp_exporter::run(opts, shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
-    });
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(run(cli)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -79,6 +35,50 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--config.check`: every problem of the file, and an exit code for scripts.
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(cfg) => {
+            let (g, p) = (cfg.gateways.len(), cfg.plugchat.len());
+            println!(
+                "{}: valid, {g} gateway(s), {p} PlugChat account(s)",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: invalid configuration:\n{e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The register command, or the exporter until SIGINT/SIGTERM.
+async fn run(cli: Cli) -> Result<(), String> {
+    if let Some(Command::PlugchatRegister(args)) = cli.command {
+        return webhooks::register::run(&cli.config_file, args).await;
+    }
+    let config = if cli.demo {
+        let demo = demo::start().await;
+        demo.map_err(|e| format!("cannot start the demo gateways: {e}"))?
+    } else {
+        ConfigSource::File(cli.config_file.clone())
+    };
+    let opts = RunOptions {
+        config,
+        listen: cli.listen_address,
+        demo: cli.demo,
+        web_config: cli.web_config_file,
+        polling: Polling {
+            shard: cli.shard,
+            no_background: cli.no_background_polling,
+        },
+    };
+    whatsapp_exporter::run(opts, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Completes on SIGINT or SIGTERM.
