@@ -315,10 +315,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// Stops polls, consumers and the server together, within [`SHUTDOWN_GRACE`].
     pub async fn shutdown(self) {
         self.stop.cancel();
-        self.exporter.shutdown().await;
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.server).await;
+        let both = async { tokio::join!(self.exporter.shutdown(), self.server) };
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, both).await;
     }
 }
 
