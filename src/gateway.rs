@@ -36,6 +36,16 @@ impl State {
     pub fn up(&self) -> bool {
         self.observation.is_some()
     }
+
+    /// Takes a new observation, counting a flap when `connected` differs from the last value seen.
+    fn observe(&mut self, obs: Box<dyn Observation>) {
+        let connected = obs.connected();
+        if self.last_connected.is_some_and(|c| c != connected) {
+            self.connected_changes += 1;
+        }
+        self.last_connected = Some(connected);
+        self.observation = Some(obs);
+    }
 }
 
 impl Gateway {
@@ -94,13 +104,9 @@ impl Gateway {
         let outcome = match result {
             Ok(obs) => {
                 let connected = obs.connected();
-                if st.last_connected.is_some_and(|c| c != connected) {
-                    st.connected_changes += 1;
-                }
-                st.last_connected = Some(connected);
+                st.observe(obs);
                 st.last_success = Some(now);
                 st.last_error = None;
-                st.observation = Some(obs);
                 if !was_up {
                     tracing::info!(gateway = %self.name(), provider = %self.config.provider, connected, "gateway answers");
                 }
@@ -130,12 +136,7 @@ impl Gateway {
         if !st.up() {
             return;
         }
-        let connected = obs.connected();
-        if st.last_connected.is_some_and(|c| c != connected) {
-            st.connected_changes += 1;
-        }
-        st.last_connected = Some(connected);
-        st.observation = Some(obs);
+        st.observe(obs);
         self.render(&st);
     }
 

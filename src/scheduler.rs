@@ -74,18 +74,10 @@ pub fn next_tick(prev: Instant, interval: Duration, now: Instant) -> Instant {
     next
 }
 
-/// Where in its first interval a gateway polls first: a hash of its name (FNV-1a, then the
-/// splitmix64 finaliser, as FNV alone leaves the high bits clustered for names like `gw-1`,
-/// `gw-2`), scaled to the interval.
+/// Where in its first interval a gateway polls first: a stable hash of its name, scaled to the
+/// interval.
 pub fn start_offset(name: &str, interval: Duration) -> Duration {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^= h >> 31;
+    let h = crate::shard::stable_hash(name.bytes());
     let frac = (h >> 11) as f64 / (1u64 << 53) as f64;
     let offset = interval.mul_f64(frac);
     // Polls that fall in the same slot wake the process together: one wake-up for a batch of

@@ -25,9 +25,14 @@ pub fn owner(name: &str, count: u32) -> u32 {
 }
 
 fn weight(name: &str, shard: u32) -> u64 {
-    // FNV-1a over the name and the shard, then the splitmix64 finaliser for an even spread.
+    stable_hash(name.bytes().chain(shard.to_le_bytes()))
+}
+
+/// A hash that is the same on every replica and across restarts: FNV-1a, then the splitmix64
+/// finaliser, as FNV alone leaves the high bits clustered for names like `gw-1`, `gw-2`.
+pub(crate) fn stable_hash(bytes: impl IntoIterator<Item = u8>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes().chain(shard.to_le_bytes()) {
+    for b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
