@@ -278,19 +278,23 @@ fn explain(code: u16, said: &str) -> String {
 }
 
 /// The start of PlugChat's answer, printable, with the token and secret blanked in case it echoes
-/// the request.
+/// the request. Answers are capped at 4 MiB by the read, so masking the whole of one is cheap.
 fn excerpt(body: &[u8], hide: &[&str]) -> String {
     let mut text: String = String::from_utf8_lossy(body)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
         .collect();
     for h in hide.iter().filter(|h| !h.is_empty()) {
         text = text.replace(h, MASK);
         let encoded: String = form_urlencoded::byte_serialize(h.as_bytes()).collect();
         text = text.replace(&encoded, MASK);
     }
-    text.trim().to_string()
+    // Cut only after masking: a secret straddling the cut would otherwise show in part.
+    text.chars()
+        .take(300)
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -379,5 +383,12 @@ mod tests {
             &["tok-123", "a+secret"],
         );
         assert_eq!(said, "{\"error\":\"bad\",\"echo\":\"**** and ****\"}");
+    }
+
+    #[test]
+    fn a_secret_at_the_cut_is_masked_whole() {
+        let body = format!("{}tok-STRADDLE-1234567890", "x".repeat(295));
+        let said = excerpt(body.as_bytes(), &["tok-STRADDLE-1234567890"]);
+        assert!(!said.contains("tok-"), "no part of the secret: {said}");
     }
 }
