@@ -10,7 +10,7 @@ use whatsapp_exporter::config;
 use whatsapp_exporter::gateway::Gateway;
 use whatsapp_exporter::http::Clients;
 use whatsapp_exporter::metrics::Metrics;
-use whatsapp_exporter::sources::{plugzapi, Source};
+use whatsapp_exporter::providers::{zapi as plugzapi, Source};
 
 const STATUS: &[u8] = br#"{"connected":true,"session":true,"error":"You are already connected.","smartphoneConnected":true}"#;
 

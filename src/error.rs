@@ -25,29 +25,27 @@ fn retry_hint(d: Option<Duration>) -> String {
         .unwrap_or_default()
 }
 
-/// The label values of `reason`, in the order they are exposed.
-pub const REASONS: [&str; 6] = [
-    "timeout",
-    "connect",
-    "http_status",
-    "unauthorized",
-    "rate_limited",
-    "invalid_response",
-];
+crate::closed_set! {
+    /// The label values of `reason`, in the order they are exposed.
+    pub enum Reason {
+        Timeout => "timeout",
+        Connect => "connect",
+        HttpStatus => "http_status",
+        Unauthorized => "unauthorized",
+        RateLimited => "rate_limited",
+        InvalidResponse => "invalid_response",
+    }
+}
 
 impl PollError {
-    pub fn reason(&self) -> &'static str {
-        REASONS[self.reason_index()]
-    }
-
-    pub fn reason_index(&self) -> usize {
+    pub fn reason(&self) -> Reason {
         match self {
-            PollError::Timeout(_) => 0,
-            PollError::Connect(_) => 1,
-            PollError::HttpStatus(_) => 2,
-            PollError::Unauthorized(..) => 3,
-            PollError::RateLimited(_) => 4,
-            PollError::InvalidResponse(_) => 5,
+            PollError::Timeout(_) => Reason::Timeout,
+            PollError::Connect(_) => Reason::Connect,
+            PollError::HttpStatus(_) => Reason::HttpStatus,
+            PollError::Unauthorized(..) => Reason::Unauthorized,
+            PollError::RateLimited(_) => Reason::RateLimited,
+            PollError::InvalidResponse(_) => Reason::InvalidResponse,
         }
     }
 
@@ -85,13 +83,7 @@ impl PollError {
 
     /// A JSON error told by position and category only: serde's own message can quote the input.
     pub fn from_json(e: &serde_json::Error) -> Self {
-        let what = match e.classify() {
-            serde_json::error::Category::Io => "unreadable",
-            serde_json::error::Category::Syntax => "not JSON",
-            serde_json::error::Category::Data => "JSON of an unexpected shape",
-            serde_json::error::Category::Eof => "truncated JSON",
-        };
-        PollError::InvalidResponse(format!("{what} at line {} column {}", e.line(), e.column()))
+        PollError::InvalidResponse(crate::json::describe_error(e))
     }
 }
 
@@ -107,15 +99,21 @@ mod tests {
             "serde quotes input: the reason we wrap it"
         );
         let mapped = PollError::from_json(&err);
-        assert_eq!(mapped.reason(), "invalid_response");
+        assert_eq!(mapped.reason(), Reason::InvalidResponse);
         assert!(!mapped.to_string().contains("5511999998888"), "{mapped}");
     }
 
     #[test]
     fn reasons_are_fixed() {
-        assert_eq!(PollError::Unauthorized(401, "").reason(), "unauthorized");
-        assert_eq!(PollError::RateLimited(None).reason(), "rate_limited");
-        assert_eq!(PollError::HttpStatus(500).reason(), "http_status");
+        assert_eq!(
+            PollError::Unauthorized(401, "").reason().as_str(),
+            "unauthorized"
+        );
+        assert_eq!(
+            PollError::RateLimited(None).reason().as_str(),
+            "rate_limited"
+        );
+        assert_eq!(PollError::HttpStatus(500).reason().as_str(), "http_status");
         assert_eq!(
             PollError::RateLimited(Some(Duration::from_secs(7))).to_string(),
             "rate limited by the gateway (retry after 7s)"

@@ -25,75 +25,98 @@ impl Kind {
     }
 }
 
+/// One metric family: its name, type and help, as the text format heads it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FamilyDef {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+/// A family as a writer addresses it: the set it belongs to and its place there.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    set: &'static [FamilyDef],
+    index: usize,
+}
+
+impl Slot {
+    pub const fn new(set: &'static [FamilyDef], index: usize) -> Self {
+        Slot { set, index }
+    }
+
+    pub fn def(self) -> &'static FamilyDef {
+        &self.set[self.index]
+    }
+}
+
+/// Declares a set of metric families: an enum to address them and a `static` list of their
+/// definitions, in the order they are exposed.
+///
+/// The common families are declared here; each provider declares its own in its folder, and
+/// `providers::FAMILY_SETS` lists them in provider order.
+#[macro_export]
 macro_rules! families {
-    ($($variant:ident => $name:literal, $kind:ident, $help:literal;)*) => {
-        /// Every metric family that carries the `gateway` label, in the order they are exposed.
-        /// This list is the metric reference: the README's table is checked against it.
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident in $set:ident {
+            $($variant:ident => $metric:literal, $kind:ident, $help:literal;)*
+        }
+    ) => {
+        $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        #[repr(u8)]
-        pub enum Family { $($variant),* }
+        $vis enum $name { $($variant),* }
 
-        impl Family {
-            pub const ALL: &'static [Family] = &[$(Family::$variant),*];
-            pub const COUNT: usize = Family::ALL.len();
+        /// The definitions of the families, in the order of the enum.
+        $vis static $set: [$crate::exposition::FamilyDef; [$($name::$variant),*].len()] = [$(
+            $crate::exposition::FamilyDef {
+                name: $metric,
+                kind: $crate::exposition::Kind::$kind,
+                help: $help,
+            }
+        ),*];
 
+        impl $name {
+            #[allow(dead_code)]
             pub fn name(self) -> &'static str {
-                match self { $(Family::$variant => $name),* }
+                $set[self as usize].name
             }
-            pub fn kind(self) -> Kind {
-                match self { $(Family::$variant => Kind::$kind),* }
-            }
-            pub fn help(self) -> &'static str {
-                match self { $(Family::$variant => $help),* }
+        }
+
+        impl From<$name> for $crate::exposition::Slot {
+            fn from(f: $name) -> Self {
+                $crate::exposition::Slot::new(&$set, f as usize)
             }
         }
     };
 }
 
 families! {
-    Up => "whatsapp_up", Gauge, "1 if the last poll got a valid answer from the gateway API, else 0.";
-    Connected => "whatsapp_connected", Gauge, "1 if the WhatsApp number is connected; absent while whatsapp_up is 0.";
-    ConnectedChanges => "whatsapp_connected_changes_total", Counter, "Times whatsapp_connected changed value.";
-    PollDuration => "whatsapp_poll_duration_seconds", Gauge, "How long the last poll took.";
-    LastSuccess => "whatsapp_last_success_timestamp_seconds", Gauge, "Unix time of the last successful poll.";
-    Polls => "whatsapp_polls_total", Counter, "Polls made.";
-    PollFailures => "whatsapp_poll_failures_total", Counter, "Failed polls by reason.";
-    SessionActive => "whatsapp_session_active", Gauge, "PlugzAPI/Z-API: 1 if the instance has an active WhatsApp session.";
-    PhoneConnected => "whatsapp_phone_connected", Gauge, "PlugzAPI/Z-API: 1 if the phone is connected to the internet.";
-    StatusError => "whatsapp_status_error", Gauge, "PlugzAPI/Z-API: the error the status call reports, as a state set.";
-    WabaSocketState => "whatsapp_waba_socket_state", Gauge, "WhatsApp Business API: socket_conn of each node, as a state set.";
-    WabaGatewayStatus => "whatsapp_waba_gateway_status", Gauge, "WhatsApp Business API: gateway_status from /v1/health, as a state set.";
-    WabaFreeSpace => "whatsapp_waba_free_space_bytes", Gauge, "WhatsApp Business API: bytes free on each volume.";
-    WabaBuildExpiry => "whatsapp_waba_build_expiry_timestamp_seconds", Gauge, "WhatsApp Business API: when the client build expires (Unix time).";
-    WabaBuildInfo => "whatsapp_waba_build_info", Gauge, "WhatsApp Business API: build information, value 1.";
-    WabaNodeInfo => "whatsapp_waba_node_info", Gauge, "WhatsApp Business API: multi-connect node and its role, value 1.";
-    WabaShards => "whatsapp_waba_shards", Gauge, "WhatsApp Business API: shards the node owns.";
-    WabaTokenExpiry => "whatsapp_waba_token_expiry_timestamp_seconds", Gauge, "WhatsApp Business API: when the login token expires (Unix time).";
-    GreenApiState => "whatsapp_greenapi_state", Gauge, "Green API: stateInstance, as a state set.";
-    GreenApiNotifications => "whatsapp_greenapi_notifications_total", Counter, "Green API: notifications consumed from the queue, by webhook type.";
-    GreenApiMessageStatus => "whatsapp_greenapi_message_status_total", Counter, "Green API: outgoingMessageStatus notifications by status.";
-    GreenApiNotificationDelay => "whatsapp_greenapi_notification_delay_seconds", Histogram, "Green API: receipt time minus the notification's timestamp.";
-    CloudApiQualityRating => "whatsapp_cloudapi_quality_rating", Gauge, "Cloud API: the number's quality rating, as a state set.";
-    CloudApiCanSendMessage => "whatsapp_cloudapi_can_send_message", Gauge, "Cloud API: health_status can_send_message per entity, as a state set.";
-    CloudApiMessagingLimit => "whatsapp_cloudapi_messaging_limit", Gauge, "Cloud API: the messaging limit as a number of unique users per 24 hours (+Inf when unlimited).";
-    CloudApiThroughputLevel => "whatsapp_cloudapi_throughput_level", Gauge, "Cloud API: the throughput level, as a state set.";
-    CloudApiHealthError => "whatsapp_cloudapi_health_error", Gauge, "Cloud API: 1 for each health_status error that stands, by entity and error code.";
-    CloudApiNameStatus => "whatsapp_cloudapi_name_status", Gauge, "Cloud API: the display name's review status, as a state set.";
-    CloudApiStatus => "whatsapp_cloudapi_status", Gauge, "Cloud API: the phone number's status (CONNECTED, FLAGGED, RESTRICTED...), as a state set.";
+    /// The families every polled gateway has.
+    pub enum Family in COMMON {
+        Up => "whatsapp_up", Gauge, "1 if the last poll got a valid answer from the gateway API, else 0.";
+        Connected => "whatsapp_connected", Gauge, "1 if the WhatsApp number is connected; absent while whatsapp_up is 0.";
+        ConnectedChanges => "whatsapp_connected_changes_total", Counter, "Times whatsapp_connected changed value.";
+        PollDuration => "whatsapp_poll_duration_seconds", Gauge, "How long the last poll took.";
+        LastSuccess => "whatsapp_last_success_timestamp_seconds", Gauge, "Unix time of the last successful poll.";
+        Polls => "whatsapp_polls_total", Counter, "Polls made.";
+        PollFailures => "whatsapp_poll_failures_total", Counter, "Failed polls by reason.";
+    }
 }
 
 /// The series of one gateway, rendered, with each family's lines kept apart.
 #[derive(Debug, Default)]
 pub struct Fragment {
     text: String,
-    /// `text[ends[f-1]..ends[f]]` holds the lines of family `f`.
+    /// The provider's own families, after the common ones.
+    own: &'static [FamilyDef],
+    /// `text[ends[i-1]..ends[i]]` holds the lines of family `i` (common first, then own).
     ends: Vec<u32>,
 }
 
 impl Fragment {
-    /// The lines of one family, empty when the gateway has none.
-    pub fn family(&self, f: Family) -> &str {
-        let i = f as usize;
+    /// The lines of family `i` of the common set followed by this fragment's own set.
+    fn lines(&self, i: usize) -> &str {
         let (Some(&end), start) = (
             self.ends.get(i),
             i.checked_sub(1).and_then(|p| self.ends.get(p)),
@@ -101,6 +124,18 @@ impl Fragment {
             return "";
         };
         &self.text[start.copied().unwrap_or(0) as usize..end as usize]
+    }
+
+    /// The lines of one family, empty when the gateway has none.
+    pub fn family(&self, f: impl Into<Slot>) -> &str {
+        let slot = f.into();
+        if std::ptr::eq(slot.set, &COMMON[..]) {
+            self.lines(slot.index)
+        } else if std::ptr::eq(slot.set, self.own) {
+            self.lines(COMMON.len() + slot.index)
+        } else {
+            ""
+        }
     }
 
     pub fn text_len(&self) -> usize {
@@ -111,33 +146,63 @@ impl Fragment {
 /// Writes the samples of one gateway; the common labels are escaped once.
 pub struct FragmentWriter {
     base_labels: String,
+    own: &'static [FamilyDef],
     lines: Vec<String>,
 }
 
 impl FragmentWriter {
-    pub fn new(labels: &[(&str, &str)]) -> Self {
+    /// A writer for the common families and the provider's own set `own`.
+    pub fn new(labels: &[(&str, &str)], own: &'static [FamilyDef]) -> Self {
         let mut base_labels = String::new();
         write_labels(&mut base_labels, labels);
         FragmentWriter {
             base_labels,
-            lines: vec![String::new(); Family::COUNT],
+            own,
+            lines: vec![String::new(); COMMON.len() + own.len()],
         }
     }
 
-    /// One sample; `labels` come after the common ones.
-    pub fn sample(&mut self, f: Family, labels: &[(&str, &str)], value: f64) {
-        let (base, out) = (&self.base_labels, &mut self.lines[f as usize]);
-        write_sample(out, f.name(), "", base, labels, value);
+    /// Where the lines of a family go; `None` for a family of another provider's set, which a
+    /// provider has no business writing (debug builds stop there).
+    fn target(&mut self, slot: Slot) -> Option<(&str, &mut String)> {
+        let i = if std::ptr::eq(slot.set, &COMMON[..]) {
+            slot.index
+        } else if std::ptr::eq(slot.set, self.own) {
+            COMMON.len() + slot.index
+        } else {
+            debug_assert!(false, "{} is not in this writer's sets", slot.def().name);
+            return None;
+        };
+        Some((&self.base_labels, self.lines.get_mut(i)?))
     }
 
-    pub fn gauge_bool(&mut self, f: Family, labels: &[(&str, &str)], value: bool) {
+    /// One sample; `labels` come after the common ones.
+    pub fn sample(&mut self, f: impl Into<Slot>, labels: &[(&str, &str)], value: f64) {
+        let slot = f.into();
+        if let Some((base, out)) = self.target(slot) {
+            write_sample(out, slot.def().name, "", base, labels, value);
+        }
+    }
+
+    pub fn gauge_bool(&mut self, f: impl Into<Slot>, labels: &[(&str, &str)], value: bool) {
         self.sample(f, labels, if value { 1.0 } else { 0.0 });
+    }
+
+    /// A state set over a closed set of labels: one series per value, 1 for `current`.
+    pub fn states<S: crate::labels::LabelSet>(
+        &mut self,
+        f: impl Into<Slot>,
+        extra: &[(&str, &str)],
+        key: &str,
+        current: S,
+    ) {
+        self.state_set(f, extra, key, S::LABELS, current.as_str());
     }
 
     /// A state set: one series per state, 1 for the current one.
     pub fn state_set(
         &mut self,
-        f: Family,
+        f: impl Into<Slot>,
         extra: &[(&str, &str)],
         key: &str,
         states: &[&str],
@@ -146,6 +211,7 @@ impl FragmentWriter {
         let mut labels: Vec<(&str, &str)> = Vec::with_capacity(extra.len() + 1);
         labels.extend_from_slice(extra);
         labels.push((key, ""));
+        let f = f.into();
         for s in states {
             if let Some(last) = labels.last_mut() {
                 *last = (key, s);
@@ -154,8 +220,12 @@ impl FragmentWriter {
         }
     }
 
-    pub fn histogram(&mut self, f: Family, labels: &[(&str, &str)], h: &Histogram) {
-        let (base, out) = (&self.base_labels, &mut self.lines[f as usize]);
+    pub fn histogram(&mut self, f: impl Into<Slot>, labels: &[(&str, &str)], h: &Histogram) {
+        let slot = f.into();
+        let name = slot.def().name;
+        let Some((base, out)) = self.target(slot) else {
+            return;
+        };
         let mut cumulative = 0u64;
         for (i, bound) in h.bounds.iter().enumerate() {
             cumulative += h.counts[i];
@@ -163,49 +233,71 @@ impl FragmentWriter {
             write_value(&mut le, *bound);
             let mut with_le = labels.to_vec();
             with_le.push(("le", &le));
-            write_sample(out, f.name(), "_bucket", base, &with_le, cumulative as f64);
+            write_sample(out, name, "_bucket", base, &with_le, cumulative as f64);
         }
         let mut with_le = labels.to_vec();
         with_le.push(("le", "+Inf"));
-        write_sample(out, f.name(), "_bucket", base, &with_le, h.count as f64);
-        write_sample(out, f.name(), "_sum", base, labels, h.sum);
-        write_sample(out, f.name(), "_count", base, labels, h.count as f64);
+        write_sample(out, name, "_bucket", base, &with_le, h.count as f64);
+        write_sample(out, name, "_sum", base, labels, h.sum);
+        write_sample(out, name, "_count", base, labels, h.count as f64);
     }
 
     pub fn finish(self) -> Fragment {
         let mut text = String::with_capacity(self.lines.iter().map(String::len).sum());
-        let mut ends = Vec::with_capacity(Family::COUNT);
+        let mut ends = Vec::with_capacity(self.lines.len());
         for l in &self.lines {
             text.push_str(l);
             // A fragment is a few KiB at most, far below u32::MAX.
             ends.push(text.len() as u32);
         }
-        Fragment { text, ends }
+        Fragment {
+            text,
+            own: self.own,
+            ends,
+        }
     }
 }
 
-/// Appends the families of many fragments to `out`, each family under one HELP/TYPE header.
+/// Appends the families of many fragments to `out`, each family under one HELP/TYPE header:
+/// the common families first, then each provider set of `sets` in turn.
 ///
 /// `out` may be a gzip encoder: the text is then compressed as it is written, and the whole
 /// uncompressed page never sits in memory.
 pub fn render<'a, W: std::io::Write>(
     out: &mut W,
+    sets: &[&'static [FamilyDef]],
     fragments: impl Iterator<Item = &'a Fragment> + Clone,
 ) -> std::io::Result<()> {
-    for &f in Family::ALL {
-        let mut header = false;
-        for frag in fragments.clone() {
-            let lines = frag.family(f);
-            if lines.is_empty() {
-                continue;
-            }
-            if !header {
-                header = true;
-                writeln!(out, "# HELP {} {}", f.name(), f.help())?;
-                writeln!(out, "# TYPE {} {}", f.name(), f.kind().as_str())?;
-            }
-            out.write_all(lines.as_bytes())?;
+    for (i, def) in COMMON.iter().enumerate() {
+        let lines = fragments.clone().map(|f| f.lines(i));
+        write_family(out, def, lines)?;
+    }
+    for &set in sets {
+        for (i, def) in set.iter().enumerate() {
+            let lines = fragments
+                .clone()
+                .filter(|f| std::ptr::eq(f.own, set))
+                .map(|f| f.lines(COMMON.len() + i));
+            write_family(out, def, lines)?;
         }
+    }
+    Ok(())
+}
+
+/// One family's lines under its header; nothing at all when no gateway has any.
+fn write_family<'a, W: std::io::Write>(
+    out: &mut W,
+    def: &FamilyDef,
+    lines: impl Iterator<Item = &'a str>,
+) -> std::io::Result<()> {
+    let mut header = false;
+    for l in lines.filter(|l| !l.is_empty()) {
+        if !header {
+            header = true;
+            writeln!(out, "# HELP {} {}", def.name, def.help)?;
+            writeln!(out, "# TYPE {} {}", def.name, def.kind.as_str())?;
+        }
+        out.write_all(l.as_bytes())?;
     }
     Ok(())
 }
@@ -310,22 +402,33 @@ pub fn write_value(out: &mut String, v: f64) {
 mod tests {
     use super::*;
 
+    families! {
+        enum Own in OWN {
+            StatusError => "whatsapp_status_error", Gauge, "PlugzAPI/Z-API: the error the status call reports, as a state set.";
+        }
+    }
+    families! {
+        enum Other in OTHER {
+            Unrelated => "whatsapp_unrelated", Gauge, "Another provider's family.";
+        }
+    }
+    families! {
+        enum Delay in DELAY {
+            NotificationDelay => "whatsapp_greenapi_notification_delay_seconds", Histogram, "Delay.";
+        }
+    }
+
     #[test]
     fn families_render_grouped_with_one_header() {
-        let mut a = FragmentWriter::new(&[("gateway", "a"), ("provider", "plugzapi")]);
+        let mut a = FragmentWriter::new(&[("gateway", "a"), ("provider", "plugzapi")], &OWN);
         a.sample(Family::Up, &[], 1.0);
-        a.state_set(
-            Family::StatusError,
-            &[],
-            "error",
-            &["none", "other"],
-            "none",
-        );
-        let mut b = FragmentWriter::new(&[("gateway", "b\"x"), ("provider", "zapi")]);
+        a.state_set(Own::StatusError, &[], "error", &["none", "other"], "none");
+        let mut b = FragmentWriter::new(&[("gateway", "b\"x"), ("provider", "zapi")], &OTHER);
         b.sample(Family::Up, &[], 0.0);
+        b.sample(Other::Unrelated, &[], 2.0);
         let (a, b) = (a.finish(), b.finish());
         let mut out = Vec::new();
-        render(&mut out, [&a, &b].into_iter()).unwrap();
+        render(&mut out, &[&OWN, &OTHER], [&a, &b].into_iter()).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "# HELP whatsapp_up 1 if the last poll got a valid answer from the gateway API, else 0.\n\
@@ -335,7 +438,15 @@ mod tests {
              # HELP whatsapp_status_error PlugzAPI/Z-API: the error the status call reports, as a state set.\n\
              # TYPE whatsapp_status_error gauge\n\
              whatsapp_status_error{gateway=\"a\",provider=\"plugzapi\",error=\"none\"} 1\n\
-             whatsapp_status_error{gateway=\"a\",provider=\"plugzapi\",error=\"other\"} 0\n"
+             whatsapp_status_error{gateway=\"a\",provider=\"plugzapi\",error=\"other\"} 0\n\
+             # HELP whatsapp_unrelated Another provider's family.\n\
+             # TYPE whatsapp_unrelated gauge\n\
+             whatsapp_unrelated{gateway=\"b\\\"x\",provider=\"zapi\"} 2\n"
+        );
+        assert_eq!(
+            a.family(Other::Unrelated),
+            "",
+            "a family of another set is not there"
         );
     }
 
@@ -363,11 +474,11 @@ mod tests {
         for v in [0.5, 2.0, 20.0] {
             h.observe(v);
         }
-        let mut w = FragmentWriter::new(&[("gateway", "g")]);
-        w.histogram(Family::GreenApiNotificationDelay, &[], &h);
+        let mut w = FragmentWriter::new(&[("gateway", "g")], &DELAY);
+        w.histogram(Delay::NotificationDelay, &[], &h);
         let f = w.finish();
         assert_eq!(
-            f.family(Family::GreenApiNotificationDelay),
+            f.family(Delay::NotificationDelay),
             "whatsapp_greenapi_notification_delay_seconds_bucket{gateway=\"g\",le=\"1\"} 1\n\
              whatsapp_greenapi_notification_delay_seconds_bucket{gateway=\"g\",le=\"10\"} 2\n\
              whatsapp_greenapi_notification_delay_seconds_bucket{gateway=\"g\",le=\"+Inf\"} 3\n\

@@ -1,12 +1,15 @@
 //! A configured gateway at run time: its source, what its polls found, and its rendered series.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::clock::unix_seconds;
 use crate::config::GatewayConfig;
-use crate::error::{PollError, REASONS};
+use crate::error::{PollError, Reason};
 use crate::exposition::{Family, Fragment, FragmentWriter};
-use crate::sources::{Observation, Source};
+use crate::labels::LabelSet;
+use crate::providers::{families, Observation, Source};
+use crate::sync::lock;
 
 pub struct Gateway {
     pub config: GatewayConfig,
@@ -20,7 +23,7 @@ pub struct Gateway {
 #[derive(Debug, Default)]
 pub struct State {
     pub polls: u64,
-    pub failures: [u64; REASONS.len()],
+    pub failures: [u64; Reason::COUNT],
     pub observation: Option<Box<dyn Observation>>,
     /// The last value of `whatsapp_connected`, kept across failed polls so that flaps are
     /// counted against the last value seen.
@@ -68,14 +71,11 @@ impl Gateway {
 
     /// The state, for reading; a poisoned lock still holds consistent counters.
     pub fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     pub fn fragment(&self) -> Arc<Fragment> {
-        self.fragment
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.fragment).clone()
     }
 
     /// Polls the gateway once, within its timeout, and records the outcome.
@@ -114,12 +114,12 @@ impl Gateway {
             }
             Err(e) => {
                 let e = self.redact(e);
-                st.failures[e.reason_index()] += 1;
+                st.failures[e.reason().index()] += 1;
                 st.observation = None;
                 if was_up || st.polls == 1 {
-                    tracing::warn!(gateway = %self.name(), provider = %self.config.provider, reason = e.reason(), error = %e, "poll failed");
+                    tracing::warn!(gateway = %self.name(), provider = %self.config.provider, reason = %e.reason(), error = %e, "poll failed");
                 } else {
-                    tracing::debug!(gateway = %self.name(), reason = e.reason(), error = %e, "poll failed");
+                    tracing::debug!(gateway = %self.name(), reason = %e.reason(), error = %e, "poll failed");
                 }
                 st.last_error = Some(e.clone());
                 Err(e)
@@ -148,16 +148,14 @@ impl Gateway {
 
     /// Defence in depth: whatever built the error, no secret of this gateway leaves in it.
     fn redact(&self, e: PollError) -> PollError {
-        let secrets: Vec<&str> = [
-            &self.config.token,
-            &self.config.client_token,
-            &self.config.password,
-        ]
-        .into_iter()
-        .flatten()
-        .map(|s| s.expose())
-        .filter(|s| s.len() >= 4)
-        .collect();
+        let secrets: Vec<&str> = self
+            .config
+            .settings
+            .secrets()
+            .into_iter()
+            .map(|s| s.expose())
+            .filter(|s| s.len() >= 4)
+            .collect();
         let scrub = |m: String| secrets.iter().fold(m, |m, s| m.replace(s, "<redacted>"));
         match e {
             PollError::Connect(m) => PollError::Connect(scrub(m)),
@@ -170,14 +168,16 @@ impl Gateway {
         if st.polls == 0 {
             // Nothing is known before the first poll: no series, rather than an `up 0` that
             // would page someone at every restart.
-            *self.fragment.lock().unwrap_or_else(|p| p.into_inner()) =
-                Arc::new(Fragment::default());
+            *lock(&self.fragment) = Arc::new(Fragment::default());
             return;
         }
-        let mut w = FragmentWriter::new(&[
-            ("gateway", self.name()),
-            ("provider", self.config.provider.as_str()),
-        ]);
+        let mut w = FragmentWriter::new(
+            &[
+                ("gateway", self.name()),
+                ("provider", self.config.provider.as_str()),
+            ],
+            families(self.config.provider),
+        );
         w.gauge_bool(Family::Up, &[], st.up());
         if let Some(obs) = &st.observation {
             w.gauge_bool(Family::Connected, &[], obs.connected());
@@ -190,19 +190,13 @@ impl Gateway {
             w.sample(Family::LastSuccess, &[], unix_seconds(t));
         }
         w.sample(Family::Polls, &[], st.polls as f64);
-        for (reason, n) in REASONS.iter().zip(st.failures) {
+        for (reason, n) in Reason::LABELS.iter().zip(st.failures) {
             w.sample(Family::PollFailures, &[("reason", reason)], n as f64);
         }
         if let Some(obs) = &st.observation {
             obs.write(&mut w);
         }
         self.source.write_kept(&mut w);
-        *self.fragment.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(w.finish());
+        *lock(&self.fragment) = Arc::new(w.finish());
     }
-}
-
-pub fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }

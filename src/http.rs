@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 
 use crate::config::TlsConfig;
 use crate::error::PollError;
+use crate::sync::lock;
 
 /// No gateway answer we read is anywhere near this; a larger one is broken or hostile.
 pub const MAX_BODY: usize = 4 << 20;
@@ -100,7 +101,7 @@ impl Clients {
         if *tls == TlsConfig::default() {
             return Ok(self.shared.clone());
         }
-        let mut custom = self.custom.lock().unwrap_or_else(|p| p.into_inner());
+        let mut custom = lock(&self.custom);
         if let Some(c) = custom.get(tls) {
             return Ok(c.clone());
         }
@@ -110,14 +111,19 @@ impl Clients {
     }
 }
 
-fn build(tls: &TlsConfig) -> Result<reqwest::Client, String> {
-    crate::install_crypto_provider();
-    let mut b = reqwest::Client::builder()
+/// Every HTTP client of the exporter starts here: it names itself, and follows no redirect (a
+/// redirect could carry a token or an `Authorization` header to another host, and no API we call
+/// redirects).
+pub fn builder() -> reqwest::ClientBuilder {
+    crate::tls::install_crypto_provider();
+    reqwest::Client::builder()
         .user_agent(concat!("whatsapp_exporter/", env!("CARGO_PKG_VERSION")))
-        // A redirect could carry the token to another host, and no status API redirects.
         .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+}
+
+fn build(tls: &TlsConfig) -> Result<reqwest::Client, String> {
+    let mut b = builder().pool_idle_timeout(Duration::from_secs(90));
     if let Some(path) = &tls.ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| format!("tls.ca_file: cannot read {}: {e}", path.display()))?;

@@ -3,10 +3,12 @@
 
 use prometheus::{Encoder, Gauge, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::exposition::{self, Fragment};
+use crate::exposition::{self, FamilyDef, Fragment};
 
 pub struct Metrics {
     pub registry: Registry,
+    /// The providers' metric families, in the order they are exposed.
+    family_sets: Vec<&'static [FamilyDef]>,
     pub reload_successful: IntGauge,
     pub reload_success_timestamp: Gauge,
 }
@@ -45,6 +47,7 @@ impl Metrics {
         ))?;
         Ok(Metrics {
             registry,
+            family_sets: crate::providers::family_sets(),
             reload_successful,
             reload_success_timestamp,
         })
@@ -79,7 +82,7 @@ impl Metrics {
         out: &mut W,
         fragments: &[std::sync::Arc<Fragment>],
     ) -> std::io::Result<()> {
-        exposition::render(out, fragments.iter().map(|f| &**f))?;
+        exposition::render(out, &self.family_sets, fragments.iter().map(|f| &**f))?;
         out.write_all(self.render_registry().as_bytes())
     }
 

@@ -4,8 +4,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -17,16 +15,15 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::exporter::{Exporter, SHUTDOWN_GRACE};
+use crate::respond::{html, text, Body, METRICS_CONTENT_TYPE};
 use crate::web_config::WebConfig;
-use crate::{exposition, status_page, Exporter, SHUTDOWN_GRACE};
-
-pub type Body = Full<Bytes>;
+use crate::{exposition, status_page};
 
 /// Connections served at once; more are closed at accept, so idle sockets cannot exhaust memory.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// A client that has not sent its headers by then is dropped (slow-loris).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Accepts connections until `stop`, then lets open ones finish for a moment.
 pub async fn serve(
@@ -221,14 +218,10 @@ async fn probe(ex: &Exporter, query: Option<&str>) -> Response<Body> {
     let _ = gw.poll().await;
     let frag = gw.fragment();
     let mut out = Vec::with_capacity(frag.text_len() + 2048);
+    let own = crate::providers::families(gw.config.provider);
     // Writing into a Vec cannot fail.
-    let _ = exposition::render(&mut out, std::iter::once(&*frag));
-    let mut r = Response::new(Body::new(out.into()));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(METRICS_CONTENT_TYPE),
-    );
-    r
+    let _ = exposition::render(&mut out, &[own], std::iter::once(&*frag));
+    crate::respond::metrics(out)
 }
 
 async fn reload(ex: &Exporter) -> Response<Body> {
@@ -239,28 +232,4 @@ async fn reload(ex: &Exporter) -> Response<Body> {
             &format!("configuration refused, the running one stays:\n{e}\n"),
         ),
     }
-}
-
-pub fn text(status: StatusCode, body: &str) -> Response<Body> {
-    let mut r = Response::new(Body::new(Bytes::copy_from_slice(body.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-fn html(body: String) -> Response<Body> {
-    let mut r = Response::new(Body::new(body.into()));
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
-    );
-    r
 }

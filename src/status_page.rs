@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::Exporter;
+use crate::exporter::Exporter;
 
 pub fn render(ex: &Exporter) -> String {
     let now = SystemTime::now();

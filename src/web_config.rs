@@ -74,7 +74,7 @@ impl std::fmt::Debug for WebConfig {
 
 /// Reads and validates a web configuration file; every error says which key is wrong.
 pub fn load(path: &Path) -> Result<WebConfig, String> {
-    crate::install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let raw: RawWebConfig = if text.trim().is_empty() {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use whatsapp_exporter::exposition::Family;
+use whatsapp_exporter::providers::all_families;
 
 /// Metric names in the first column of the README's tables.
 fn documented() -> BTreeSet<String> {
@@ -27,7 +27,7 @@ fn exposed() -> BTreeSet<String> {
         .filter_map(|l| l.split(' ').next())
         .map(str::to_string)
         .collect();
-    names.extend(Family::ALL.iter().map(|f| f.name().to_string()));
+    names.extend(all_families().map(|f| f.name.to_string()));
     names
 }
 

@@ -19,20 +19,14 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config, ConfigSource, Exporter};
+use crate::config;
+use crate::exporter::{ConfigSource, Exporter};
+use crate::providers::simulator::simulators;
+pub use crate::providers::simulator::{CYCLE_SECS, DEMO_CLIENT_TOKEN, DEMO_TOKEN};
 
-mod cloudapi;
-mod greenapi;
 mod plugchat;
-mod plugzapi;
-mod waba;
 
-/// Every simulated story repeats after this many seconds.
-pub const CYCLE_SECS: u64 = 180;
-
-/// The secrets of the demo: not secret, but treated as if they were.
-pub const DEMO_TOKEN: &str = "demo-token-not-secret";
-pub const DEMO_CLIENT_TOKEN: &str = "demo-client-token";
+/// The PlugChat account's secret: not secret, but treated as if it were.
 pub const DEMO_PLUGCHAT_SECRET: &str = "demo-plugchat-secret-not-secret";
 
 /// Starts the simulated gateways and returns the configuration that polls them.
@@ -43,48 +37,21 @@ pub async fn start() -> Result<ConfigSource, String> {
     Ok(ConfigSource::Fixed(Box::new(cfg)))
 }
 
-/// The demo configuration, as a user would write it.
+/// The demo configuration, as a user would write it: every provider's demo gateways, and the
+/// PlugChat account.
 pub fn demo_config(addr: SocketAddr) -> String {
+    let gateways: String = simulators().iter().map(|s| (s.gateways)(addr)).collect();
     format!(
         r#"global:
   interval: 5s
   timeout: 2s
 gateways:
-  - name: sales
-    provider: plugzapi
-    url: http://{addr}
-    instance: DEMO-SALES
-    token: {DEMO_TOKEN}
-  - name: support
-    provider: zapi
-    url: http://{addr}
-    instance: DEMO-SUPPORT
-    token: {DEMO_TOKEN}
-    client_token: {DEMO_CLIENT_TOKEN}
-  - name: brand
-    provider: cloudapi
-    url: http://{addr}
-    phone_number_id: "106540352242922"
-    token: {DEMO_TOKEN}
-  - name: helpdesk
-    provider: greenapi
-    url: http://{addr}
-    instance: "{greenapi_instance}"
-    token: {DEMO_TOKEN}
-    notifications: consume
-  - name: onprem
-    provider: waba
-    url: http://{addr}
-    auth: login
-    username: admin
-    password: demo-waba-password
-webhooks:
+{gateways}webhooks:
   plugchat:
     - account: {plugchat_account}
       secret: {DEMO_PLUGCHAT_SECRET}
 "#,
         plugchat_account = plugchat::ACCOUNT,
-        greenapi_instance = greenapi::INSTANCE
     )
 }
 
@@ -113,7 +80,9 @@ async fn serve_simulators() -> Result<SocketAddr, String> {
 async fn simulate(req: Request<Incoming>, secs: u64) -> Result<Response<Full<Bytes>>, Infallible> {
     let t = secs % CYCLE_SECS;
     let path = req.uri().path().to_string();
-    greenapi::hold(&path, secs).await;
+    for hold in simulators().iter().filter_map(|s| (s.hold)(&path, secs)) {
+        hold.await;
+    }
     let (status, body) = route(&req, &path, t);
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() =
@@ -128,10 +97,9 @@ async fn simulate(req: Request<Incoming>, secs: u64) -> Result<Response<Full<Byt
 /// Each provider's simulator answers the paths it knows; the first that does, wins.
 fn route(req: &Request<Incoming>, path: &str, t: u64) -> (u16, String) {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    plugzapi::route(req, &parts, t)
-        .or_else(|| cloudapi::route(req, &parts, t))
-        .or_else(|| greenapi::route(req, &parts, t))
-        .or_else(|| waba::route(req, &parts, t))
+    simulators()
+        .iter()
+        .find_map(|s| (s.route)(req, &parts, t))
         .unwrap_or_else(|| (404, r#"{"error":"not found"}"#.into()))
 }
 
@@ -148,15 +116,17 @@ pub fn spawn_plugchat(
 mod tests {
     use super::*;
 
+    use crate::providers::Provider;
+
     #[test]
-    fn demo_config_is_valid() {
+    fn the_demo_has_a_gateway_of_every_provider() {
         let cfg = config::parse(&demo_config("127.0.0.1:1".parse().unwrap()), &|_| None).unwrap();
-        assert!(cfg.gateways.len() >= 2);
-        let brand = cfg.gateways.iter().find(|g| g.name == "brand").unwrap();
-        assert_eq!(
-            brand.phone_number_id.as_deref(),
-            Some(cloudapi::DEMO_PHONE_NUMBER_ID)
-        );
+        for p in Provider::ALL {
+            assert!(
+                cfg.gateways.iter().any(|g| g.provider == *p),
+                "no demo gateway for {p}"
+            );
+        }
         assert_eq!(cfg.plugchat[0].account, plugchat::ACCOUNT);
     }
 }

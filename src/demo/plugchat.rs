@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::DEMO_PLUGCHAT_SECRET;
-use crate::Exporter;
+use crate::exporter::Exporter;
 
 pub const ACCOUNT: &str = "demo";
 const TICK: Duration = Duration::from_secs(1);
@@ -38,7 +38,7 @@ pub fn spawn(exporter_addr: SocketAddr, exporter: &Arc<Exporter>, stop: Cancella
         reachable(exporter_addr)
     );
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder()
+        let client = match crate::http::builder()
             .no_proxy()
             .timeout(Duration::from_secs(2))
             .build()

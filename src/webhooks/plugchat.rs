@@ -40,21 +40,15 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::config::PlugChatAccount;
+use crate::labels::LabelSet;
 use crate::secret::Secret;
+use crate::sync::{lock, read, write};
 use payload::MessageStatus;
 
 /// The path every webhook starts with.
 pub const PATH_PREFIX: &str = "/webhooks/plugchat/";
 /// The seven events PlugChat can call, in the order of its documentation.
-pub const EVENTS: [&str; 7] = [
-    "finishAttendance",
-    "startAttendance",
-    "receiveMessage",
-    "sendingMessage",
-    "messageDeliveryError",
-    "messageStatus",
-    "whenDisconnecting",
-];
+pub const EVENTS: &[&str] = <Event as LabelSet>::LABELS;
 /// No PlugChat payload comes near this; the chat map of a long attendance is the largest.
 pub const MAX_BODY: usize = 1 << 20;
 /// A body that has not arrived by then will not: the sender is gone or hostile.
@@ -76,16 +70,17 @@ const WAIT_BUCKETS: [f64; 13] = [
     5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
 ];
 
-/// Why a webhook was refused: its `reason` label, HTTP status and answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    Unauthorized,
-    InvalidJson,
-    TooLarge,
-    UnknownEvent,
-    UnsupportedMediaType,
-    MethodNotAllowed,
-    UnknownAccount,
+crate::closed_set! {
+    /// Why a webhook was refused: its `reason` label, HTTP status and answer.
+    pub enum Rejection {
+        Unauthorized => "unauthorized",
+        InvalidJson => "invalid_json",
+        TooLarge => "too_large",
+        UnknownEvent => "unknown_event",
+        UnsupportedMediaType => "unsupported_media_type",
+        MethodNotAllowed => "method_not_allowed",
+        UnknownAccount => "unknown_account",
+    }
 }
 
 impl Rejection {
@@ -100,15 +95,7 @@ impl Rejection {
     ];
 
     pub fn reason(self) -> &'static str {
-        match self {
-            Rejection::Unauthorized => "unauthorized",
-            Rejection::InvalidJson => "invalid_json",
-            Rejection::TooLarge => "too_large",
-            Rejection::UnknownEvent => "unknown_event",
-            Rejection::UnsupportedMediaType => "unsupported_media_type",
-            Rejection::MethodNotAllowed => "method_not_allowed",
-            Rejection::UnknownAccount => "unknown_account",
-        }
+        self.as_str()
     }
 
     pub fn status(self) -> StatusCode {
@@ -134,7 +121,7 @@ impl Rejection {
             Rejection::MethodNotAllowed => "use POST\n",
             Rejection::UnknownAccount => "unknown account\n",
         };
-        let mut r = crate::server::text(self.status(), msg);
+        let mut r = crate::respond::text(self.status(), msg);
         if self == Rejection::MethodNotAllowed {
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -143,23 +130,27 @@ impl Rejection {
     }
 }
 
-/// One of the seven events, by its index in [`EVENTS`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Event(usize);
+crate::closed_set! {
+    /// One of the seven events, named as in the webhook URL.
+    pub enum Event {
+        FinishAttendance => "finishAttendance",
+        StartAttendance => "startAttendance",
+        ReceiveMessage => "receiveMessage",
+        SendingMessage => "sendingMessage",
+        MessageDeliveryError => "messageDeliveryError",
+        MessageStatus => "messageStatus",
+        WhenDisconnecting => "whenDisconnecting",
+    }
+}
 
 impl Event {
-    const FINISH_ATTENDANCE: Event = Event(0);
-    const START_ATTENDANCE: Event = Event(1);
-    const MESSAGE_DELIVERY_ERROR: Event = Event(4);
-    const MESSAGE_STATUS: Event = Event(5);
-    const WHEN_DISCONNECTING: Event = Event(6);
-
+    /// Exactly as written: PlugChat calls the URL it was given.
     fn from_path(s: &str) -> Option<Event> {
-        EVENTS.iter().position(|e| *e == s).map(Event)
+        Event::ALL.iter().copied().find(|e| e.as_str() == s)
     }
 
     fn name(self) -> &'static str {
-        EVENTS[self.0]
+        self.as_str()
     }
 }
 
@@ -399,18 +390,7 @@ impl LabelCap {
 /// A payload string made fit for a label: control characters dropped, whitespace trimmed, at
 /// most [`MAX_LABEL_LEN`] characters.
 pub fn sanitise(raw: &str) -> String {
-    let cleaned: String = raw
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_LABEL_LEN * 4)
-        .collect();
-    cleaned
-        .trim()
-        .chars()
-        .take(MAX_LABEL_LEN)
-        .collect::<String>()
-        .trim_end()
-        .to_string()
+    crate::labels::text(raw, MAX_LABEL_LEN)
 }
 
 impl AccountState {
@@ -424,7 +404,7 @@ impl AccountState {
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
-        self.book.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.book)
     }
 
     fn reject(&self, f: &Families, why: Rejection) {
@@ -437,9 +417,9 @@ impl AccountState {
     fn accept(&self, f: &Families, event: Event, body: &Value) {
         let account = self.name.as_str();
         match event {
-            Event::START_ATTENDANCE => self.started(f, &payload::attendance(body)),
-            Event::FINISH_ATTENDANCE => self.finished(f, &payload::attendance(body)),
-            Event::MESSAGE_STATUS => {
+            Event::StartAttendance => self.started(f, &payload::attendance(body)),
+            Event::FinishAttendance => self.finished(f, &payload::attendance(body)),
+            Event::MessageStatus => {
                 for cb in payload::callbacks(body) {
                     if let Some(s) = cb.status {
                         f.statuses
@@ -448,8 +428,8 @@ impl AccountState {
                     }
                 }
             }
-            Event::MESSAGE_DELIVERY_ERROR => f.delivery_errors.with_label_values(&[account]).inc(),
-            Event::WHEN_DISCONNECTING => self.disconnected(f, body),
+            Event::MessageDeliveryError => f.delivery_errors.with_label_values(&[account]).inc(),
+            Event::WhenDisconnecting => self.disconnected(f, body),
             _ => {}
         }
         f.webhooks.with_label_values(&[account, event.name()]).inc();
@@ -510,7 +490,7 @@ impl AccountState {
     /// The disconnection time is the callback's `momment`, or the time of receipt without one;
     /// a time in the future is not believed, and the gauge never goes back.
     fn disconnected(&self, f: &Families, body: &Value) {
-        let now = crate::gateway::unix_seconds(SystemTime::now());
+        let now = crate::clock::unix_seconds(SystemTime::now());
         let told = payload::callbacks(body)
             .iter()
             .filter_map(|c| c.moment_ms)
@@ -542,7 +522,7 @@ impl Receiver {
     /// Applies the configured accounts, at start and on every reload: new accounts start at 0,
     /// kept ones keep their counters (with the new secret), removed ones lose their series.
     pub fn configure(&self, accounts: &[PlugChatAccount]) {
-        let mut map = self.accounts.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = write(&self.accounts);
         let mut next = HashMap::with_capacity(accounts.len());
         for a in accounts {
             let state = match map.get(&a.account) {
@@ -597,13 +577,13 @@ impl Receiver {
             Err(BodyError::Broken) => return self.refuse(state, Rejection::InvalidJson),
             Err(BodyError::Timeout) => {
                 tracing::debug!(account = %state.name, "PlugChat webhook body did not arrive in time");
-                return crate::server::text(StatusCode::REQUEST_TIMEOUT, "body too slow\n");
+                return crate::respond::text(StatusCode::REQUEST_TIMEOUT, "body too slow\n");
             }
         };
         let value = match parse_body(&body) {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(account = %state.name, event = event.name(), error = %describe_json_error(&e), "PlugChat webhook is not JSON");
+                tracing::warn!(account = %state.name, event = event.name(), error = %crate::json::describe_error(&e), "PlugChat webhook is not JSON");
                 return self.refuse(state, Rejection::InvalidJson);
             }
         };
@@ -616,7 +596,7 @@ impl Receiver {
 
     /// `(account, accepted, rejected)` for the status page, by account name.
     pub fn summary(&self) -> Vec<(String, u64, u64)> {
-        let map = self.accounts.read().unwrap_or_else(|p| p.into_inner());
+        let map = read(&self.accounts);
         let mut out: Vec<_> = map
             .values()
             .map(|a| {
@@ -633,14 +613,14 @@ impl Receiver {
     }
 
     fn account(&self, name: &str) -> Option<Arc<Account>> {
-        let map = self.accounts.read().unwrap_or_else(|p| p.into_inner());
+        let map = read(&self.accounts);
         map.get(name).cloned()
     }
 
     /// Runs `f` if the account is still configured, holding the accounts lock so that a reload
     /// cannot remove its series in between (they would come back, for an account that is gone).
     fn while_configured(&self, state: &Arc<AccountState>, f: impl FnOnce(&AccountState)) -> bool {
-        let map = self.accounts.read().unwrap_or_else(|p| p.into_inner());
+        let map = read(&self.accounts);
         let live = map
             .get(&state.name)
             .is_some_and(|a| Arc::ptr_eq(&a.state, state));
@@ -666,7 +646,7 @@ impl Receiver {
     }
 
     fn refuse_unknown_account(&self) -> Response<Full<Bytes>> {
-        let map = self.accounts.read().unwrap_or_else(|p| p.into_inner());
+        let map = read(&self.accounts);
         if !map.is_empty() {
             self.families.count_unknown_account();
         }
@@ -754,17 +734,6 @@ fn parse_body(body: &[u8]) -> Result<Value, serde_json::Error> {
     serde_json::from_slice(body)
 }
 
-/// serde's message can quote the payload (a phone number, a text): only its category and place.
-fn describe_json_error(e: &serde_json::Error) -> String {
-    let what = match e.classify() {
-        serde_json::error::Category::Io => "unreadable",
-        serde_json::error::Category::Syntax => "not JSON",
-        serde_json::error::Category::Data => "JSON of an unexpected shape",
-        serde_json::error::Category::Eof => "truncated JSON",
-    };
-    format!("{what} at line {} column {}", e.line(), e.column())
-}
-
 fn ok() -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
     r.headers_mut().insert(
@@ -793,7 +762,7 @@ mod tests {
         assert_eq!(Event::from_path("a/b"), None);
         assert_eq!(
             Event::from_path("whenDisconnecting"),
-            Some(Event::WHEN_DISCONNECTING)
+            Some(Event::WhenDisconnecting)
         );
         assert_eq!(Event::from_path("whendisconnecting"), None);
     }
@@ -863,7 +832,7 @@ mod tests {
     fn empty_body_is_an_event_without_details() {
         assert_eq!(parse_body(b"  \n").unwrap(), Value::Null);
         let e = parse_body(b"{\"phone\":\"5511999998888\"").unwrap_err();
-        let told = describe_json_error(&e);
+        let told = crate::json::describe_error(&e);
         assert!(!told.contains("5511999998888"), "{told}");
         assert!(told.contains("line 1"), "{told}");
     }
@@ -882,7 +851,7 @@ mod tests {
         ]);
         let a = rx.account("a").unwrap();
         a.state
-            .accept(&rx.families, Event::MESSAGE_DELIVERY_ERROR, &Value::Null);
+            .accept(&rx.families, Event::MessageDeliveryError, &Value::Null);
         let b = rx.account("b").unwrap();
         b.state.finished(
             &rx.families,

@@ -248,12 +248,7 @@ async fn put_webhooks(
 }
 
 fn client(endpoint: &str) -> Result<reqwest::Client, String> {
-    crate::install_crypto_provider();
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("whatsapp_exporter/", env!("CARGO_PKG_VERSION")))
-        // A redirect could carry the Authorization header to another host.
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(TIMEOUT);
+    let mut b = crate::http::builder().timeout(TIMEOUT);
     // A proxy from the environment must not see a call meant for the loopback interface.
     if Url::parse(endpoint).is_ok_and(|u| is_loopback(&u)) {
         b = b.no_proxy();

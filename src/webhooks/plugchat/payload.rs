@@ -48,52 +48,31 @@ fn span(from: Option<i64>, to: Option<i64>) -> Option<f64> {
     Some(ms as f64 / 1000.0)
 }
 
-/// A message status as WhatsApp (through Z-API) reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageStatus {
-    Sent,
-    Received,
-    Delivered,
-    Read,
-    ReadByMe,
-    Played,
-    Other,
+crate::closed_set! {
+    /// A message status as WhatsApp (through Z-API) reports it.
+    pub enum MessageStatus {
+        Sent => "sent",
+        Received => "received",
+        Delivered => "delivered",
+        Read => "read",
+        ReadByMe => "read_by_me",
+        Played => "played",
+        Other => "other",
+    }
+    catch_all = Other;
 }
 
 impl MessageStatus {
     /// Every label value, in the order they are initialised.
-    pub const ALL: [MessageStatus; 7] = [
-        MessageStatus::Sent,
-        MessageStatus::Received,
-        MessageStatus::Delivered,
-        MessageStatus::Read,
-        MessageStatus::ReadByMe,
-        MessageStatus::Played,
-        MessageStatus::Other,
-    ];
+    pub const ALL: &'static [MessageStatus] = <MessageStatus as crate::labels::LabelSet>::ALL;
 
+    /// `READ_BY_ME` as Z-API writes it, in any case.
     pub fn parse(s: &str) -> MessageStatus {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "SENT" => MessageStatus::Sent,
-            "RECEIVED" => MessageStatus::Received,
-            "DELIVERED" => MessageStatus::Delivered,
-            "READ" => MessageStatus::Read,
-            "READ_BY_ME" => MessageStatus::ReadByMe,
-            "PLAYED" => MessageStatus::Played,
-            _ => MessageStatus::Other,
-        }
+        MessageStatus::from_label(&s.trim().to_ascii_lowercase())
     }
 
     pub fn label(self) -> &'static str {
-        match self {
-            MessageStatus::Sent => "sent",
-            MessageStatus::Received => "received",
-            MessageStatus::Delivered => "delivered",
-            MessageStatus::Read => "read",
-            MessageStatus::ReadByMe => "read_by_me",
-            MessageStatus::Played => "played",
-            MessageStatus::Other => "other",
-        }
+        self.as_str()
     }
 }
 

@@ -3,15 +3,35 @@
 //! The coreapp loses its socket now and then and comes back through "connecting" and "receiving
 //! offline messages"; free space shrinks slowly; the build expires in about 30 days.
 
+use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 
-/// The credentials `demo_config` gives, checked against [`DEMO_BASIC`] by the tests.
-#[cfg(test)]
+use crate::providers::simulator::{no_hold, Simulator};
+
+pub static SIMULATOR: Simulator = Simulator {
+    route,
+    hold: no_hold,
+    gateways,
+};
+
+/// `onprem`, logging in with the credentials the simulator expects.
+fn gateways(addr: SocketAddr) -> String {
+    format!(
+        r#"  - name: onprem
+    provider: waba
+    url: http://{addr}
+    auth: login
+    username: {DEMO_USERNAME}
+    password: {DEMO_PASSWORD}
+"#
+    )
+}
+
+/// The credentials of the demo gateway, checked against [`DEMO_BASIC`] by the tests.
 const DEMO_USERNAME: &str = "admin";
-#[cfg(test)]
 const DEMO_PASSWORD: &str = "demo-waba-password";
 /// `Basic base64(admin:demo-waba-password)`, as a client sends it.
 const DEMO_BASIC: &str = "Basic YWRtaW46ZGVtby13YWJhLXBhc3N3b3Jk";
@@ -147,8 +167,8 @@ fn format_utc(secs: u64, sep: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::waba::{parse, parse_login, parse_utc, GatewayStatus, SocketState};
-    use crate::sources::Observation;
+    use crate::providers::waba::{parse, parse_login, parse_utc, GatewayStatus, SocketState};
+    use crate::providers::Observation;
 
     const NOW: u64 = 1_760_000_000;
 
@@ -205,15 +225,25 @@ mod tests {
     }
 
     #[test]
-    fn demo_config_logs_in_as_the_simulator_expects() {
-        let yaml = crate::demo::demo_config("127.0.0.1:1".parse().unwrap());
-        assert!(yaml.contains(&format!("username: {DEMO_USERNAME}\n")));
-        assert!(yaml.contains(&format!("password: {DEMO_PASSWORD}\n")));
+    fn demo_gateway_logs_in_as_the_simulator_expects() {
+        use crate::config::{ProviderConfig, WabaAuth};
+        let yaml = format!("gateways:\n{}", gateways("127.0.0.1:1".parse().unwrap()));
+        let cfg = crate::config::parse(&yaml, &|_| None).unwrap();
+        let ProviderConfig::Waba(w) = &cfg.gateways[0].settings else {
+            panic!("{cfg:?}")
+        };
+        let WabaAuth::Login { username, password } = &w.auth else {
+            panic!("{w:?}")
+        };
+        assert_eq!(
+            (username.as_str(), password.expose()),
+            (DEMO_USERNAME, DEMO_PASSWORD)
+        );
     }
 
     #[test]
     fn basic_header_is_what_a_client_sends() {
-        crate::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let req = reqwest::Client::new()
             .post("http://127.0.0.1/v1/users/login")
             .basic_auth(DEMO_USERNAME, Some(DEMO_PASSWORD))

@@ -11,14 +11,24 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::provider::Provider;
 use crate::secret::Secret;
-use crate::sources::Provider;
+
+mod cloudapi;
+mod gateway;
+mod greenapi;
+mod waba;
+mod zapi;
+
+pub use cloudapi::{check_api_version, check_phone_number_id, DEFAULT_GRAPH_API_VERSION};
+pub use gateway::{
+    CloudApiConfig, GatewayConfig, GreenApiConfig, Notifications, ProviderConfig, TlsConfig,
+    WabaAuth, WabaConfig, ZapiConfig,
+};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONCURRENT_POLLS: usize = 64;
-/// Meta retires Graph API versions about two years after release; this one is current in 2026.
-pub const DEFAULT_GRAPH_API_VERSION: &str = "v23.0";
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,51 +53,6 @@ impl Default for Global {
             max_concurrent_polls: DEFAULT_MAX_CONCURRENT_POLLS,
         }
     }
-}
-
-/// One gateway, with every secret already read from the environment or its file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GatewayConfig {
-    pub name: String,
-    pub provider: Provider,
-    pub url: String,
-    pub instance: Option<String>,
-    pub token: Option<Secret>,
-    pub client_token: Option<Secret>,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub auth: WabaAuth,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub tls: TlsConfig,
-    pub notifications: Notifications,
-    pub phone_number_id: Option<String>,
-    pub api_version: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WabaAuth {
-    #[default]
-    Bearer,
-    Apikey,
-    Login,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Notifications {
-    #[default]
-    Off,
-    Consume,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    pub ca_file: Option<PathBuf>,
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,36 +126,11 @@ struct RawPlugChat {
     secret_file: Option<PathBuf>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGateway {
-    name: String,
-    provider: Provider,
-    url: Option<String>,
-    #[serde(default)]
-    instance: Option<IdString>,
-    token: Option<String>,
-    token_file: Option<PathBuf>,
-    client_token: Option<String>,
-    client_token_file: Option<PathBuf>,
-    interval: Option<String>,
-    timeout: Option<String>,
-    auth: Option<WabaAuth>,
-    username: Option<String>,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-    tls: Option<TlsConfig>,
-    notifications: Option<Notifications>,
-    #[serde(default)]
-    phone_number_id: Option<IdString>,
-    api_version: Option<String>,
-}
-
 /// An id written with or without quotes: `instance: 1101000001` is a YAML number, and users
 /// write it that way.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum IdString {
+pub(crate) enum IdString {
     Text(String),
     Number(u64),
 }
@@ -210,7 +150,7 @@ type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub fn parse(text: &str, env: Env) -> Result<Config, ConfigError> {
     let text = if text.trim().is_empty() { "{}" } else { text };
     let raw: RawConfig =
-        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::one(e.to_string()))?;
+        serde_yaml_ng::from_str(text).map_err(|e| ConfigError::one(describe_yaml_error(&e)))?;
     let mut errors = Vec::new();
     let global = parse_global(raw.global.unwrap_or_default(), &mut errors);
 
@@ -223,7 +163,7 @@ pub fn parse(text: &str, env: Env) -> Result<Config, ConfigError> {
                 ctx.err("name", format!("duplicate gateway name {name:?}"));
             }
         }
-        if let Some(gw) = parse_gateway(value, &global, env, &mut ctx) {
+        if let Some(gw) = gateway::parse(value, &global, env, &mut ctx) {
             gateways.push(gw);
         }
         errors.append(&mut ctx.errors);
@@ -320,6 +260,23 @@ impl Ctx {
         self.errors.push(format!("{}: {msg}", self.prefix));
     }
 
+    /// An id the provider cannot do without.
+    fn required_id(&mut self, key: &str, id: Option<IdString>, p: Provider) -> Option<String> {
+        let id = id.map(IdString::into_string).filter(|i| !i.is_empty());
+        if id.is_none() {
+            self.err(key, format!("provider {p} needs {key}"));
+        }
+        id
+    }
+
+    /// A secret the provider cannot do without; told once when it was given but is unreadable.
+    fn required_secret(&mut self, key: &str, s: Option<Secret>, p: Provider) -> Option<Secret> {
+        if s.is_none() && !self.failed.contains(key) {
+            self.err(key, format!("provider {p} needs {key} or {key}_file"));
+        }
+        s
+    }
+
     /// Resolves a secret given inline (with `${VAR}`) or as a file; `None` when neither is set.
     fn secret(
         &mut self,
@@ -366,224 +323,11 @@ impl Ctx {
     }
 }
 
-fn parse_gateway(
-    value: serde_yaml_ng::Value,
-    global: &Global,
-    env: Env,
-    ctx: &mut Ctx,
-) -> Option<GatewayConfig> {
-    let raw: RawGateway = match serde_yaml_ng::from_value(value) {
-        Ok(r) => r,
-        Err(e) => {
-            ctx.whole(e);
-            return None;
-        }
-    };
-    if !is_label_safe_name(&raw.name) {
-        ctx.err("name", "must match [A-Za-z0-9_.-]+");
-    }
-    let (interval, timeout) =
-        schedule(raw.interval.as_deref(), raw.timeout.as_deref(), global, ctx);
-    let url = base_url(raw.url.as_deref(), raw.provider, env, ctx);
-    let used = Used {
-        client_token: raw.client_token.is_some() || raw.client_token_file.is_some(),
-        auth: raw.auth.is_some(),
-        username: raw.username.is_some(),
-        password: raw.password.is_some() || raw.password_file.is_some(),
-        tls: raw.tls.is_some(),
-        notifications: raw.notifications.is_some(),
-        phone_number_id: raw.phone_number_id.is_some(),
-        api_version: raw.api_version.is_some(),
-    };
-    let gw = GatewayConfig {
-        token: ctx.secret("token", raw.token, raw.token_file, env),
-        client_token: ctx.secret("client_token", raw.client_token, raw.client_token_file, env),
-        password: ctx.secret("password", raw.password, raw.password_file, env),
-        name: raw.name,
-        provider: raw.provider,
-        url,
-        instance: raw
-            .instance
-            .map(IdString::into_string)
-            .filter(|i| !i.is_empty()),
-        interval,
-        timeout,
-        auth: raw.auth.unwrap_or_default(),
-        username: raw.username,
-        tls: raw.tls.unwrap_or_default(),
-        notifications: raw.notifications.unwrap_or_default(),
-        phone_number_id: raw.phone_number_id.map(IdString::into_string),
-        api_version: raw
-            .api_version
-            .unwrap_or_else(|| DEFAULT_GRAPH_API_VERSION.to_string()),
-    };
-    check_provider_keys(&gw, &used, ctx);
-    if let Some(ca) = &gw.tls.ca_file {
-        if let Err(e) = std::fs::metadata(ca) {
-            ctx.err("tls.ca_file", format!("cannot read {}: {e}", ca.display()));
-        }
-    }
-    ctx.errors.is_empty().then_some(gw)
-}
-
-/// A gateway's interval and timeout: its own, else the global ones; the timeout fits the interval.
-fn schedule(
-    interval: Option<&str>,
-    timeout: Option<&str>,
-    global: &Global,
-    ctx: &mut Ctx,
-) -> (Duration, Duration) {
-    let mut duration = |key: &str, v: Option<&str>, default: Duration| match v {
-        None => default,
-        Some(v) => parse_duration(v).unwrap_or_else(|e| {
-            ctx.err(key, e);
-            default
-        }),
-    };
-    let interval = duration("interval", interval, global.interval);
-    let timeout = duration("timeout", timeout, global.timeout.min(interval));
-    if timeout > interval {
-        let (t, i) = (
-            humantime::format_duration(timeout),
-            humantime::format_duration(interval),
-        );
-        ctx.err("timeout", format!("{t} is longer than the interval {i}"));
-    }
-    (interval, timeout)
-}
-
-/// The base URL, without a trailing slash: the configured one, else the provider's default.
-fn base_url(url: Option<&str>, provider: Provider, env: Env, ctx: &mut Ctx) -> String {
-    let url = match url {
-        Some(u) => expand_env(u, env).unwrap_or_else(|e| {
-            ctx.err("url", e);
-            String::new()
-        }),
-        None => provider.default_url().to_string(),
-    };
-    let url = url.trim_end_matches('/').to_string();
-    if url.is_empty() {
-        ctx.err(
-            "url",
-            format!("provider {provider} has no default URL: set url"),
-        );
-    } else if !(url.starts_with("http://") || url.starts_with("https://")) {
-        ctx.err("url", "must start with http:// or https://");
-    }
-    url
-}
-
-/// Which optional keys the file set, to reject those a provider does not use.
-struct Used {
-    client_token: bool,
-    auth: bool,
-    username: bool,
-    password: bool,
-    tls: bool,
-    notifications: bool,
-    phone_number_id: bool,
-    api_version: bool,
-}
-
-fn check_provider_keys(gw: &GatewayConfig, used: &Used, ctx: &mut Ctx) {
-    let p = gw.provider;
-    let mut not_used = |key: &str, set: bool| {
-        if set {
-            ctx.err(key, format!("is not used by provider {p}"));
-        }
-    };
-    match p {
-        Provider::PlugzApi | Provider::ZApi | Provider::GreenApi => {
-            not_used("auth", used.auth);
-            not_used("username", used.username);
-            not_used("password", used.password);
-            not_used("phone_number_id", used.phone_number_id);
-            not_used("api_version", used.api_version);
-            if p == Provider::GreenApi {
-                not_used("client_token", used.client_token);
-            } else {
-                not_used("notifications", used.notifications);
-            }
-            if gw.instance.is_none() {
-                ctx.err("instance", format!("provider {p} needs instance"));
-            }
-            if gw.token.is_none() && !ctx.failed.contains("token") {
-                ctx.err("token", format!("provider {p} needs token or token_file"));
-            }
-        }
-        Provider::Waba => {
-            not_used("instance", gw.instance.is_some());
-            not_used("client_token", used.client_token);
-            not_used("notifications", used.notifications);
-            not_used("phone_number_id", used.phone_number_id);
-            not_used("api_version", used.api_version);
-            check_waba_auth(gw, ctx);
-        }
-        Provider::CloudApi => {
-            not_used("instance", gw.instance.is_some());
-            not_used("client_token", used.client_token);
-            not_used("notifications", used.notifications);
-            not_used("auth", used.auth);
-            not_used("username", used.username);
-            not_used("password", used.password);
-            not_used("tls", used.tls);
-            match gw.phone_number_id.as_deref() {
-                None | Some("") => {
-                    ctx.err("phone_number_id", "provider cloudapi needs phone_number_id")
-                }
-                Some(id) => {
-                    if let Err(e) = crate::sources::cloudapi::check_phone_number_id(id) {
-                        ctx.err("phone_number_id", e);
-                    }
-                }
-            }
-            if let Err(e) = crate::sources::cloudapi::check_api_version(&gw.api_version) {
-                ctx.err("api_version", e);
-            }
-            if gw.token.is_none() && !ctx.failed.contains("token") {
-                ctx.err("token", "provider cloudapi needs token or token_file");
-            }
-        }
-    }
-}
-
-fn check_waba_auth(gw: &GatewayConfig, ctx: &mut Ctx) {
-    match gw.auth {
-        WabaAuth::Bearer | WabaAuth::Apikey => {
-            let auth = if gw.auth == WabaAuth::Bearer {
-                "bearer"
-            } else {
-                "apikey"
-            };
-            if gw.token.is_none() && !ctx.failed.contains("token") {
-                ctx.err("auth", format!("{auth} needs token or token_file"));
-            }
-            if gw.username.is_some() || gw.password.is_some() {
-                ctx.err(
-                    "auth",
-                    format!("{auth} takes no username or password (use auth: login)"),
-                );
-            }
-        }
-        WabaAuth::Login => {
-            if gw.username.as_deref().unwrap_or("").is_empty() {
-                ctx.err("auth", "login needs username");
-            }
-            if gw.password.is_none() && !ctx.failed.contains("password") {
-                ctx.err("auth", "login needs password or password_file");
-            }
-            if gw.token.is_some() {
-                ctx.err("auth", "login gets its own token: remove token");
-            }
-        }
-    }
-}
-
 fn parse_plugchat(value: serde_yaml_ng::Value, env: Env, ctx: &mut Ctx) -> Option<PlugChatAccount> {
     let raw: RawPlugChat = match serde_yaml_ng::from_value(value) {
         Ok(r) => r,
         Err(e) => {
-            ctx.whole(e);
+            ctx.whole(describe_yaml_error(&e));
             return None;
         }
     };
@@ -609,6 +353,62 @@ fn parse_plugchat(value: serde_yaml_ng::Value, env: Env, ctx: &mut Ctx) -> Optio
         account: raw.account,
         secret,
     })
+}
+
+/// The field names of a struct that derives `Deserialize`, read from the derive itself so that
+/// no list is kept by hand beside the struct.
+fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> de::Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("only structs are probed"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("probed"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+/// A YAML error without the value it complains of: `invalid type: integer `123456789012``
+/// would print an inline secret. Keys and variant names are kept; they are not secrets.
+fn describe_yaml_error(e: &serde_yaml_ng::Error) -> String {
+    let msg = e.to_string();
+    // serde writes `invalid type: integer `1`, expected ...` and `invalid value: string "x",
+    // expected ...`, after the path of the key when there is one: keep the kind of value, drop
+    // the value.
+    let found = ["invalid type: ", "invalid value: ", "invalid length "]
+        .iter()
+        .find_map(|p| msg.find(p).map(|at| at + p.len()));
+    let Some(start) = found else {
+        return msg;
+    };
+    let kind = msg[start..].split([' ', ',']).next().unwrap_or("");
+    match msg[start..].find(", expected") {
+        Some(end) => format!("{}{kind}{}", &msg[..start], &msg[start + end..]),
+        None => format!("{}{kind}", &msg[..start]),
+    }
 }
 
 /// Names that become label values and URL path segments: `[A-Za-z0-9_.-]+`.
@@ -715,12 +515,18 @@ webhooks:
         assert_eq!(cfg.gateways.len(), 5);
         let sales = &cfg.gateways[0];
         assert_eq!(sales.url, "https://api.plugzapi.com.br");
-        assert_eq!(sales.token.as_ref().map(|t| t.expose()), Some("tok-123"));
+        let ProviderConfig::Zapi(z) = &sales.settings else {
+            panic!("{sales:?}")
+        };
+        assert_eq!(z.token.expose(), "tok-123");
         assert_eq!(sales.interval, Duration::from_secs(30));
         assert_eq!(cfg.gateways[1].url, "https://api.z-api.io");
         assert_eq!(cfg.gateways[1].interval, Duration::from_secs(60));
         assert_eq!(cfg.gateways[2].url, "https://waba.internal:9090");
-        assert_eq!(cfg.gateways[3].notifications, Notifications::Consume);
+        let ProviderConfig::GreenApi(g) = &cfg.gateways[3].settings else {
+            panic!()
+        };
+        assert_eq!(g.notifications, Notifications::Consume);
         assert_eq!(cfg.gateways[4].url, "https://graph.facebook.com");
         assert_eq!(cfg.plugchat[0].account, "store");
     }
@@ -800,7 +606,7 @@ gateways:
         }
         assert!(
             errs.iter()
-                .any(|x| x.starts_with("gateways[7] (f): unknown variant `nosuch`")),
+                .any(|x| x.starts_with("gateways[7] (f): provider: unknown variant `nosuch`")),
             "{errs:#?}"
         );
         assert_eq!(errs.len(), expect.len() + 1, "{errs:#?}");
@@ -827,7 +633,7 @@ gateways:
         );
         let cfg = parse(&yaml, &env).unwrap();
         assert_eq!(
-            cfg.gateways[0].token.as_ref().unwrap().expose(),
+            cfg.gateways[0].settings.secrets()[0].expose(),
             "secret-from-file"
         );
         let yaml = "gateways:\n  - name: a\n    provider: plugzapi\n    instance: i\n    token_file: /nonexistent/x\n";
@@ -858,10 +664,44 @@ gateways:
             &env,
         )
         .unwrap();
-        assert_eq!(cfg.gateways[0].instance.as_deref(), Some("1101000001"));
+        let (ProviderConfig::GreenApi(g), ProviderConfig::CloudApi(c)) =
+            (&cfg.gateways[0].settings, &cfg.gateways[1].settings)
+        else {
+            panic!("{cfg:?}")
+        };
+        assert_eq!(g.instance, "1101000001");
+        assert_eq!(c.phone_number_id, "106540352242922");
+    }
+
+    #[test]
+    fn a_key_of_another_provider_is_told_as_such() {
+        let errs = errors("gateways:\n  - name: c\n    provider: cloudapi\n    phone_number_id: 1\n    token: t\n    tls: {insecure_skip_verify: true}\n    instance: x\n");
+        assert!(
+            errs.contains(&"gateways[0] (c): tls: is not used by provider cloudapi".to_string()),
+            "{errs:?}"
+        );
+        assert!(
+            errs.contains(
+                &"gateways[0] (c): instance: is not used by provider cloudapi".to_string()
+            ),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn values_are_never_echoed_in_type_errors() {
+        let errs = errors("gateways:\n  - name: a\n    provider: plugzapi\n    instance: i\n    token: 987654321098\n");
+        assert!(errs.iter().all(|e| !e.contains("987654321098")), "{errs:?}");
+        assert!(errs[0].starts_with("gateways[0] (a): "), "{errs:?}");
+        let errs = errors("global:\n  max_concurrent_polls: \"s3cr3t-value\"\n");
+        assert!(errs.iter().all(|e| !e.contains("s3cr3t")), "{errs:?}");
+    }
+
+    #[test]
+    fn struct_fields_come_from_the_derive() {
         assert_eq!(
-            cfg.gateways[1].phone_number_id.as_deref(),
-            Some("106540352242922")
+            struct_fields::<RawGlobal>(),
+            ["interval", "timeout", "max_concurrent_polls"]
         );
     }
 

@@ -3,7 +3,33 @@
 use hyper::body::Incoming;
 use hyper::Request;
 
-use super::{DEMO_CLIENT_TOKEN, DEMO_TOKEN};
+use std::net::SocketAddr;
+
+use crate::providers::simulator::{no_hold, Simulator, DEMO_CLIENT_TOKEN, DEMO_TOKEN};
+
+pub static SIMULATOR: Simulator = Simulator {
+    route,
+    hold: no_hold,
+    gateways,
+};
+
+/// `sales` on PlugzAPI and `support` on Z-API, with a Client-Token.
+fn gateways(addr: SocketAddr) -> String {
+    format!(
+        r#"  - name: sales
+    provider: plugzapi
+    url: http://{addr}
+    instance: DEMO-SALES
+    token: {DEMO_TOKEN}
+  - name: support
+    provider: zapi
+    url: http://{addr}
+    instance: DEMO-SUPPORT
+    token: {DEMO_TOKEN}
+    client_token: {DEMO_CLIENT_TOKEN}
+"#
+    )
+}
 
 pub fn route(req: &Request<Incoming>, parts: &[&str], t: u64) -> Option<(u16, String)> {
     let ["instances", instance, "token", token, "status"] = parts else {
@@ -63,7 +89,7 @@ pub fn zapi_support(t: u64) -> (u16, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::plugzapi::{parse, StatusError};
+    use crate::providers::zapi::{parse, StatusError};
 
     #[test]
     fn sales_story_goes_through_every_state() {

@@ -10,15 +10,30 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
-use serde_json::Value;
-
-use crate::config::{GatewayConfig, DEFAULT_GRAPH_API_VERSION};
+use crate::config::{CloudApiConfig, GatewayConfig};
 use crate::error::PollError;
-use crate::exposition::{Family, FragmentWriter};
-use crate::http::{fetch, Answer};
+use crate::http::fetch;
 use crate::secret::Secret;
+
+pub mod demo;
+mod graph;
+mod phone;
+
+pub use graph::{graph_error, graph_poll_error, judge, GraphError};
+pub use phone::{limit_value, parse, Health, Status};
+
+crate::families! {
+    /// Cloud API series of one phone number.
+    pub enum CloudApiFamily in FAMILIES {
+        QualityRating => "whatsapp_cloudapi_quality_rating", Gauge, "Cloud API: the number's quality rating, as a state set.";
+        CanSendMessage => "whatsapp_cloudapi_can_send_message", Gauge, "Cloud API: health_status can_send_message per entity, as a state set.";
+        MessagingLimit => "whatsapp_cloudapi_messaging_limit", Gauge, "Cloud API: the messaging limit as a number of unique users per 24 hours (+Inf when unlimited).";
+        ThroughputLevel => "whatsapp_cloudapi_throughput_level", Gauge, "Cloud API: the throughput level, as a state set.";
+        HealthError => "whatsapp_cloudapi_health_error", Gauge, "Cloud API: 1 for each health_status error that stands, by entity and error code.";
+        NameStatus => "whatsapp_cloudapi_name_status", Gauge, "Cloud API: the display name's review status, as a state set.";
+        Status => "whatsapp_cloudapi_status", Gauge, "Cloud API: the phone number's status (CONNECTED, FLAGGED, RESTRICTED...), as a state set.";
+    }
+}
 
 /// Fields that every supported Graph API version knows.
 pub const CORE_FIELDS: &str =
@@ -35,48 +50,6 @@ pub const LIMIT_FIELD_SETS: [&str; 4] = [
     "",
 ];
 
-/// At most this many `whatsapp_cloudapi_health_error` series per gateway.
-pub const MAX_HEALTH_ERRORS: usize = 20;
-
-pub const PHONE_STATUSES: [&str; 12] = [
-    "CONNECTED",
-    "DISCONNECTED",
-    "FLAGGED",
-    "RESTRICTED",
-    "RATE_LIMITED",
-    "PENDING",
-    "OFFLINE",
-    "UNVERIFIED",
-    "MIGRATED",
-    "DELETED",
-    "BANNED",
-    "UNKNOWN",
-];
-pub const QUALITY_RATINGS: [&str; 4] = ["GREEN", "YELLOW", "RED", "UNKNOWN"];
-pub const SEND_STATES: [&str; 3] = ["AVAILABLE", "LIMITED", "BLOCKED"];
-pub const THROUGHPUT_LEVELS: [&str; 3] = ["STANDARD", "HIGH", "NOT_APPLICABLE"];
-pub const NAME_STATUSES: [&str; 6] = [
-    "APPROVED",
-    "AVAILABLE_WITHOUT_REVIEW",
-    "PENDING_REVIEW",
-    "DECLINED",
-    "EXPIRED",
-    "NONE",
-];
-pub const CODE_VERIFICATION_STATUSES: [&str; 3] = ["VERIFIED", "NOT_VERIFIED", "EXPIRED"];
-/// `health_status` entity types; `OVERALL` is the top-level verdict, `OTHER` any type Meta adds.
-pub const ENTITY_TYPES: [&str; 7] = [
-    "OVERALL",
-    "PHONE_NUMBER",
-    "WABA",
-    "BUSINESS",
-    "APP",
-    "MESSAGE_TEMPLATE",
-    "OTHER",
-];
-/// A value outside the documented set: matches no state of a state set, so all read 0.
-pub const OTHER: &str = "OTHER";
-
 pub struct Source {
     client: reqwest::Client,
     /// `{url}/{api_version}/{phone_number_id}`: ids only, no secret.
@@ -90,24 +63,21 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn new(cfg: &GatewayConfig, client: reqwest::Client) -> Result<Self, String> {
-        let (Some(id), Some(token)) = (&cfg.phone_number_id, &cfg.token) else {
-            return Err("needs phone_number_id and token".into());
-        };
-        // Both go into the URL path: checking their shape keeps the path what it should be.
-        check_phone_number_id(id).map_err(|e| format!("phone_number_id: {e}"))?;
-        check_api_version(&cfg.api_version).map_err(|e| format!("api_version: {e}"))?;
-        Ok(Source {
+    /// The id and the version were checked by the configuration: the path is what it should be.
+    pub fn new(gw: &GatewayConfig, cfg: &CloudApiConfig, client: reqwest::Client) -> Self {
+        Source {
             client,
-            endpoint: format!("{}/{}/{}", cfg.url, cfg.api_version, id),
-            token: token.clone(),
-            gateway: cfg.name.clone(),
+            endpoint: format!("{}/{}/{}", gw.url, cfg.api_version, cfg.phone_number_id),
+            token: cfg.token.clone(),
+            gateway: gw.name.clone(),
             limit_fields: AtomicUsize::new(0),
             last_graph_error: Mutex::new(None),
-        })
+        }
     }
+}
 
-    pub async fn poll(&self, timeout: Duration) -> Result<Box<dyn super::Observation>, PollError> {
+impl super::Poller for Source {
+    async fn poll(&self, timeout: Duration) -> Result<Box<dyn super::Observation>, PollError> {
         let mut set = self.limit_fields.load(Ordering::Relaxed);
         loop {
             let answer = fetch(self.request(set, timeout), timeout).await?;
@@ -126,7 +96,9 @@ impl Source {
             return Ok(Box::new(status));
         }
     }
+}
 
+impl Source {
     fn request(&self, set: usize, timeout: Duration) -> reqwest::RequestBuilder {
         // The token goes in the header only: a query string ends up in proxy and access logs.
         self.client
@@ -137,9 +109,7 @@ impl Source {
     }
 
     fn last_error(&self) -> std::sync::MutexGuard<'_, Option<(Option<i64>, Option<i64>)>> {
-        self.last_graph_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.last_graph_error)
     }
 
     /// A new Graph error at warn level (its `fbtrace_id` is what Meta support asks for), the same
@@ -170,467 +140,16 @@ pub fn fields_query(set: usize) -> String {
     )
 }
 
-/// The configuration check of `phone_number_id`: a Graph node id, never the number itself.
-pub fn check_phone_number_id(id: &str) -> Result<(), &'static str> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(
-            "must be the numeric Phone number ID shown in WhatsApp Manager, not the phone number",
-        );
-    }
-    Ok(())
-}
-
-/// The configuration check of `api_version`.
-pub fn check_api_version(v: &str) -> Result<(), String> {
-    if is_graph_version(v) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{v:?} is not a Graph API version such as {DEFAULT_GRAPH_API_VERSION}"
-        ))
-    }
-}
-
-/// `v23.0` and the like.
-fn is_graph_version(v: &str) -> bool {
-    let Some((major, minor)) = v.strip_prefix('v').and_then(|r| r.split_once('.')) else {
-        return false;
-    };
-    let digits = |s: &str| !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit());
-    digits(major) && digits(minor)
-}
-
-// ---- Graph API errors ----
-
-/// A Graph API error object, reduced to what may be logged.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct GraphError {
-    pub code: Option<i64>,
-    pub subcode: Option<i64>,
-    /// `type`, such as `OAuthException`: letters and digits only.
-    pub kind: Option<String>,
-    /// Meta's id of the failed request, for its support; not secret.
-    pub fbtrace_id: Option<String>,
-    /// "(#100) Tried accessing nonexisting field": this API version does not know a field we ask.
-    pub refuses_a_field: bool,
-}
-
-/// The error object of a Graph answer, if the body is one. Graph sends it with 4xx and 5xx, and
-/// now and then with 200.
-pub fn graph_error(body: &[u8]) -> Option<GraphError> {
-    #[derive(Deserialize)]
-    struct Envelope {
-        #[serde(default)]
-        error: Option<Value>,
-    }
-    let err = serde_json::from_slice::<Envelope>(body).ok()?.error?;
-    let Value::Object(e) = err else {
-        // `"error": "..."` from something in front of Graph: an error, with nothing to read.
-        return Some(GraphError::default());
-    };
-    let code = e.get("code").and_then(int);
-    // The message is read here only to recognise a refused field; it is never kept or logged.
-    let refuses_a_field = code == Some(100)
-        && e.get("message")
-            .and_then(Value::as_str)
-            .is_some_and(|m| m.to_ascii_lowercase().contains("nonexisting field"));
-    Some(GraphError {
-        code,
-        subcode: e.get("error_subcode").and_then(int),
-        kind: e
-            .get("type")
-            .and_then(Value::as_str)
-            .map(|s| keep(s, 40, b"")),
-        fbtrace_id: e
-            .get("fbtrace_id")
-            .and_then(Value::as_str)
-            .map(|s| keep(s, 64, b"_-")),
-        refuses_a_field,
-    })
-}
-
-/// A number that may come as a JSON number or a string of digits.
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// Keeps ASCII letters, digits and `extra`, at most `max` of them.
-fn keep(s: &str, max: usize, extra: &[u8]) -> String {
-    s.bytes()
-        .filter(|b| b.is_ascii_alphanumeric() || extra.contains(b))
-        .take(max)
-        .map(char::from)
-        .collect()
-}
-
-/// The error a Graph error stands for: Graph's own code says more than the HTTP status.
-pub fn graph_poll_error(g: &GraphError, http: u16, retry_after: Option<Duration>) -> PollError {
-    match g.code {
-        Some(190) => PollError::Unauthorized(
-            http,
-            ", Graph error 190: the access token is invalid or expired",
-        ),
-        Some(0 | 3 | 10 | 102 | 200..=299) => PollError::Unauthorized(
-            http,
-            ", Graph permission error: the token needs whatsapp_business_management for this number",
-        ),
-        Some(4 | 17 | 32 | 613 | 80007 | 130429) => PollError::RateLimited(retry_after),
-        _ => match http {
-            401 | 403 => PollError::Unauthorized(http, ""),
-            429 => PollError::RateLimited(retry_after),
-            200..=299 => PollError::InvalidResponse(format!(
-                "a Graph API error (code {}) in an HTTP {http} answer",
-                g.code.map_or("none".to_string(), |c| c.to_string())
-            )),
-            other => PollError::HttpStatus(other),
-        },
-    }
-}
-
-/// What an answer means: the number's status, or why the poll failed.
-pub fn judge(answer: &Answer, graph: Option<&GraphError>) -> Result<Status, PollError> {
-    if let Some(g) = graph {
-        return Err(graph_poll_error(
-            g,
-            answer.status.as_u16(),
-            answer.retry_after,
-        ));
-    }
-    answer.check_status()?;
-    parse(&answer.body)
-}
-
-// ---- the phone number ----
-
-#[derive(Debug, Deserialize)]
-struct PhoneNumberResponse {
-    #[serde(default, deserialize_with = "lenient")]
-    status: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    quality_rating: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    messaging_limit_tier: Option<Value>,
-    #[serde(default, deserialize_with = "lenient")]
-    whatsapp_business_manager_messaging_limit: Option<Value>,
-    #[serde(default, deserialize_with = "lenient")]
-    name_status: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    code_verification_status: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    throughput: Option<ThroughputResponse>,
-    #[serde(default, deserialize_with = "lenient")]
-    health_status: Option<HealthResponse>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ThroughputResponse {
-    #[serde(default, deserialize_with = "lenient")]
-    level: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct HealthResponse {
-    #[serde(default, deserialize_with = "lenient")]
-    can_send_message: Option<String>,
-    #[serde(default, deserialize_with = "lenient_list")]
-    entities: Vec<EntityResponse>,
-}
-
-#[derive(Debug, Deserialize)]
-struct EntityResponse {
-    #[serde(default, deserialize_with = "lenient")]
-    entity_type: Option<String>,
-    #[serde(default, deserialize_with = "lenient")]
-    can_send_message: Option<String>,
-    #[serde(default, deserialize_with = "lenient_list")]
-    errors: Vec<EntityErrorResponse>,
-}
-
-#[derive(Debug, Deserialize)]
-struct EntityErrorResponse {
-    #[serde(default)]
-    error_code: Option<Value>,
-}
-
-/// A field of an unexpected type is absent rather than a failed poll.
-fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
-    let v = Option::<Value>::deserialize(d)?;
-    Ok(v.and_then(|v| T::deserialize(v).ok()))
-}
-
-/// A list whose malformed items are skipped.
-fn lenient_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
-    Ok(match Option::<Value>::deserialize(d)? {
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .filter_map(|v| T::deserialize(v).ok())
-            .collect(),
-        _ => Vec::new(),
-    })
-}
-
-/// The health of one phone number. Every text is one of the documented values (or [`OTHER`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Status {
-    /// One of [`PHONE_STATUSES`]; an undocumented status reads `UNKNOWN`.
-    pub status: &'static str,
-    /// One of [`QUALITY_RATINGS`]; anything else reads `UNKNOWN`.
-    pub quality_rating: Option<&'static str>,
-    /// Unique users the business may message in 24 h; `+Inf` when unlimited.
-    pub messaging_limit: Option<f64>,
-    pub name_status: Option<&'static str>,
-    pub code_verification_status: Option<&'static str>,
-    pub throughput_level: Option<&'static str>,
-    pub health: Option<Health>,
-}
-
-/// `health_status`, one verdict per entity type.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Health {
-    /// `(entity_type, can_send_message)`, `OVERALL` first, one per type: the worst of its
-    /// entities.
-    pub can_send: Vec<(&'static str, &'static str)>,
-    /// `(entity_type, error_code)` of the standing errors, sorted, without duplicates, at most
-    /// [`MAX_HEALTH_ERRORS`].
-    pub errors: Vec<(&'static str, String)>,
-}
-
-/// The documented value `raw` stands for, or [`OTHER`].
-fn known(states: &[&'static str], raw: &str) -> &'static str {
-    let raw = raw.trim();
-    states
-        .iter()
-        .find(|s| s.eq_ignore_ascii_case(raw))
-        .copied()
-        .unwrap_or(OTHER)
-}
-
-/// Like [`known`], with the set's own `UNKNOWN` for anything undocumented.
-fn known_or_unknown(states: &[&'static str], raw: &str) -> &'static str {
-    match known(states, raw) {
-        OTHER => "UNKNOWN",
-        s => s,
-    }
-}
-
-/// Parses the phone number answer. Without `status` it is not a phone number's answer.
-pub fn parse(body: &[u8]) -> Result<Status, PollError> {
-    let r: Option<PhoneNumberResponse> =
-        serde_json::from_slice(body).map_err(|e| PollError::from_json(&e))?;
-    let r = r.ok_or_else(|| PollError::InvalidResponse("the answer is null".into()))?;
-    let status = r
-        .status
-        .ok_or_else(|| PollError::InvalidResponse("the answer has no `status` field".into()))?;
-    // The portfolio-wide limit is the one Meta enforces since October 2025.
-    let messaging_limit = r
-        .whatsapp_business_manager_messaging_limit
-        .as_ref()
-        .and_then(limit_value)
-        .or_else(|| r.messaging_limit_tier.as_ref().and_then(limit_value));
-    Ok(Status {
-        status: known_or_unknown(&PHONE_STATUSES, &status),
-        quality_rating: r
-            .quality_rating
-            .map(|q| known_or_unknown(&QUALITY_RATINGS, &q)),
-        messaging_limit,
-        name_status: r.name_status.map(|n| known(&NAME_STATUSES, &n)),
-        code_verification_status: r
-            .code_verification_status
-            .map(|c| known(&CODE_VERIFICATION_STATUSES, &c)),
-        throughput_level: r
-            .throughput
-            .and_then(|t| t.level)
-            .map(|l| known(&THROUGHPUT_LEVELS, &l)),
-        health: r.health_status.map(health),
-    })
-}
-
-/// A messaging limit as a number: `TIER_1K` is 1000, `TIER_UNLIMITED` is `+Inf`; webhooks and
-/// proxies also give plain numbers, with -1 for unlimited. `TIER_NOT_SET` (never sent) is absent.
-pub fn limit_value(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => match n.as_f64()? {
-            n if n < 0.0 => Some(f64::INFINITY),
-            n if n > 0.0 => Some(n),
-            _ => None,
-        },
-        Value::String(s) => tier_value(s),
-        _ => None,
-    }
-}
-
-fn tier_value(s: &str) -> Option<f64> {
-    let s = s.trim().to_ascii_uppercase();
-    let s = s.strip_prefix("TIER_").unwrap_or(&s);
-    if s == "UNLIMITED" {
-        return Some(f64::INFINITY);
-    }
-    let (digits, scale) = match s.as_bytes().last()? {
-        b'K' => (&s[..s.len() - 1], 1e3),
-        b'M' => (&s[..s.len() - 1], 1e6),
-        _ => (s, 1.0),
-    };
-    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: f64 = digits.parse().ok()?;
-    (n > 0.0).then_some(n * scale)
-}
-
-fn health(h: HealthResponse) -> Health {
-    let mut can_send: Vec<(&'static str, &'static str)> = Vec::new();
-    if let Some(s) = &h.can_send_message {
-        can_send.push(("OVERALL", known(&SEND_STATES, s)));
-    }
-    let mut errors = Vec::new();
-    for e in &h.entities {
-        let ty = match e.entity_type.as_deref().map(|t| known(&ENTITY_TYPES, t)) {
-            None | Some("OVERALL") => OTHER,
-            Some(t) => t,
-        };
-        if let Some(s) = &e.can_send_message {
-            let state = known(&SEND_STATES, s);
-            match can_send.iter_mut().find(|(t, _)| *t == ty) {
-                Some(slot) if severity(state) > severity(slot.1) => slot.1 = state,
-                Some(_) => {}
-                None => can_send.push((ty, state)),
-            }
-        }
-        errors.extend(
-            e.errors
-                .iter()
-                .filter_map(|x| x.error_code.as_ref().and_then(error_code))
-                .map(|code| (ty, code)),
-        );
-    }
-    can_send.sort_by_key(|(t, _)| ENTITY_TYPES.iter().position(|x| x == t));
-    errors.sort_by(|a, b| {
-        let rank = |t: &str| ENTITY_TYPES.iter().position(|x| *x == t);
-        (rank(a.0), &a.1).cmp(&(rank(b.0), &b.1))
-    });
-    errors.dedup();
-    errors.truncate(MAX_HEALTH_ERRORS);
-    Health { can_send, errors }
-}
-
-/// How bad a send state is: an entity type is as bad as its worst entity.
-fn severity(state: &str) -> u8 {
-    match state {
-        "AVAILABLE" => 0,
-        "LIMITED" => 2,
-        "BLOCKED" => 3,
-        _ => 1,
-    }
-}
-
-/// The digits of an error code, which is a label value: never the description.
-fn error_code(v: &Value) -> Option<String> {
-    let digits: String = match v {
-        Value::Number(n) => n.as_u64()?.to_string(),
-        Value::String(s) => s.chars().filter(char::is_ascii_digit).take(12).collect(),
-        _ => return None,
-    };
-    (!digits.is_empty()).then_some(digits)
-}
-
-impl super::Observation for Status {
-    fn connected(&self) -> bool {
-        self.status == "CONNECTED"
-    }
-
-    fn write(&self, w: &mut FragmentWriter) {
-        w.state_set(
-            Family::CloudApiStatus,
-            &[],
-            "status",
-            &PHONE_STATUSES,
-            self.status,
-        );
-        if let Some(q) = self.quality_rating {
-            w.state_set(
-                Family::CloudApiQualityRating,
-                &[],
-                "rating",
-                &QUALITY_RATINGS,
-                q,
-            );
-        }
-        if let Some(limit) = self.messaging_limit {
-            w.sample(Family::CloudApiMessagingLimit, &[], limit);
-        }
-        if let Some(level) = self.throughput_level {
-            w.state_set(
-                Family::CloudApiThroughputLevel,
-                &[],
-                "level",
-                &THROUGHPUT_LEVELS,
-                level,
-            );
-        }
-        if let Some(n) = self.name_status {
-            w.state_set(Family::CloudApiNameStatus, &[], "status", &NAME_STATUSES, n);
-        }
-        if let Some(h) = &self.health {
-            h.write(w);
-        }
-    }
-
-    fn summary(&self) -> String {
-        let overall = self.health.as_ref().and_then(|h| {
-            h.can_send
-                .iter()
-                .find(|(t, _)| *t == "OVERALL")
-                .map(|(_, s)| *s)
-        });
-        let limit = match self.messaging_limit {
-            Some(l) if l.is_infinite() => "unlimited".to_string(),
-            Some(l) => format!("{l}"),
-            None => "?".to_string(),
-        };
-        format!(
-            "status {}, quality {}, can send {}, limit {}, throughput {}, name {}, verification {}",
-            self.status,
-            self.quality_rating.unwrap_or("?"),
-            overall.unwrap_or("?"),
-            limit,
-            self.throughput_level.unwrap_or("?"),
-            self.name_status.unwrap_or("?"),
-            self.code_verification_status.unwrap_or("?"),
-        )
-    }
-}
-
-impl Health {
-    fn write(&self, w: &mut FragmentWriter) {
-        for (ty, state) in &self.can_send {
-            w.state_set(
-                Family::CloudApiCanSendMessage,
-                &[("entity_type", ty)],
-                "state",
-                &SEND_STATES,
-                state,
-            );
-        }
-        for (ty, code) in &self.errors {
-            w.sample(
-                Family::CloudApiHealthError,
-                &[("entity_type", ty), ("error_code", code)],
-                1.0,
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::Observation;
+    use crate::exposition::FragmentWriter;
+    use crate::http::Answer;
+    use crate::providers::Observation;
     use bytes::Bytes;
+    use phone::*;
     use reqwest::StatusCode;
+    use serde_json::Value;
 
     /// A healthy number as Graph answers the fields we ask for.
     const HEALTHY: &str = r#"{
@@ -688,10 +207,17 @@ mod tests {
     }
 
     fn rendered(s: &Status) -> String {
-        let mut w = FragmentWriter::new(&[]);
+        let mut w = FragmentWriter::new(&[], &FAMILIES);
         s.write(&mut w);
         let f = w.finish();
-        Family::ALL.iter().map(|&x| f.family(x)).collect()
+        let mut out = Vec::new();
+        crate::exposition::render(&mut out, &[&FAMILIES], std::iter::once(&f)).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect()
     }
 
     #[test]
@@ -961,16 +487,17 @@ mod tests {
     #[test]
     fn logged_error_fields_are_sanitised() {
         let g = graph_error(br#"{"error":{"type":"OAuth\"Exception\nlevel=error","code":"190","error_subcode":"x","fbtrace_id":"A b=c\"d"}}"#).unwrap();
-        assert_eq!(g.kind.as_deref(), Some("OAuthExceptionlevelerror"));
-        assert_eq!(g.fbtrace_id.as_deref(), Some("Abcd"));
+        assert_eq!(g.kind.as_deref(), Some("OAuth_Exception_level_error"));
+        assert_eq!(g.fbtrace_id.as_deref(), Some("A_b_c_d"));
         assert_eq!(g.code, Some(190));
         assert_eq!(g.subcode, None);
     }
 
     #[test]
     fn graph_versions() {
+        use crate::config::check_api_version as check;
         for v in ["v23.0", "v19.0", "v100.12"] {
-            assert!(is_graph_version(v), "{v}");
+            assert!(check(v).is_ok(), "{v}");
         }
         for v in [
             "23.0",
@@ -981,7 +508,7 @@ mod tests {
             "v.0",
             "v23.0?x=1",
         ] {
-            assert!(!is_graph_version(v), "{v}");
+            assert!(check(v).is_err(), "{v}");
         }
         assert_eq!(
             fields_query(0),

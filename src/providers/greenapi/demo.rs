@@ -13,7 +13,31 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 
-use super::{CYCLE_SECS, DEMO_TOKEN};
+use std::net::SocketAddr;
+
+use crate::providers::simulator::{Hold, Simulator, CYCLE_SECS, DEMO_TOKEN};
+
+pub static SIMULATOR: Simulator = Simulator {
+    route,
+    hold: |path, secs| {
+        let path = path.to_string();
+        path.contains("/receiveNotification/")
+            .then(|| Box::pin(async move { hold(&path, secs).await }) as Hold)
+    },
+    gateways,
+};
+
+fn gateways(addr: SocketAddr) -> String {
+    format!(
+        r#"  - name: helpdesk
+    provider: greenapi
+    url: http://{addr}
+    instance: "{INSTANCE}"
+    token: {DEMO_TOKEN}
+    notifications: consume
+"#
+    )
+}
 
 pub const INSTANCE: &str = "1101000001";
 /// Longest a `receiveNotification` on an empty queue is held, well under the long poll's 20 s so
@@ -42,14 +66,12 @@ struct Queue {
 
 fn queue() -> MutexGuard<'static, Queue> {
     static Q: OnceLock<Mutex<Queue>> = OnceLock::new();
-    Q.get_or_init(|| {
+    crate::sync::lock(Q.get_or_init(|| {
         Mutex::new(Queue {
             next_receipt: 1,
             ..Queue::default()
         })
-    })
-    .lock()
-    .unwrap_or_else(|p| p.into_inner())
+    }))
 }
 
 impl Queue {
@@ -214,7 +236,7 @@ fn delete(receipt: &str) -> (u16, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::greenapi::{parse, parse_notification, InstanceState, WebhookType};
+    use crate::providers::greenapi::{parse, parse_notification, InstanceState, WebhookType};
 
     #[test]
     fn state_story() {

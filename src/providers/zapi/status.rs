@@ -1,84 +1,25 @@
-//! PlugzAPI and Z-API (the same API): `GET /instances/{id}/token/{token}/status`.
-//!
-//! The token sits in the URL path, so the URL is built only in `poll` and never formatted into
-//! anything that is logged.
-
-use std::time::Duration;
+//! The status answer: its shape, read leniently, and the series it becomes.
 
 use serde::Deserialize;
 
-use crate::config::GatewayConfig;
+use super::ZapiFamily;
 use crate::error::PollError;
-use crate::exposition::{Family, FragmentWriter};
-use crate::http::fetch;
-use crate::secret::Secret;
-
-pub struct Source {
-    client: reqwest::Client,
-    /// The full status URL, token included.
-    url: Secret,
-    client_token: Option<Secret>,
-}
-
-impl Source {
-    pub fn new(cfg: &GatewayConfig, client: reqwest::Client) -> Result<Self, String> {
-        let (Some(instance), Some(token)) = (&cfg.instance, &cfg.token) else {
-            return Err("needs instance and token".into());
-        };
-        let url = format!(
-            "{}/instances/{}/token/{}/status",
-            cfg.url,
-            path_segment(instance),
-            path_segment(token.expose())
-        );
-        Ok(Source {
-            client,
-            url: Secret::new(url),
-            client_token: cfg.client_token.clone(),
-        })
-    }
-
-    pub async fn poll(&self, timeout: Duration) -> Result<Box<dyn super::Observation>, PollError> {
-        // No per-request timeout: `Gateway::poll` bounds the whole poll, body included.
-        let mut req = self
-            .client
-            .get(self.url.expose())
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(ct) = &self.client_token {
-            req = req.header("Client-Token", ct.expose());
-        }
-        let answer = fetch(req, timeout).await?;
-        answer.check_status()?;
-        Ok(Box::new(parse(&answer.body)?))
-    }
-}
-
-/// Percent-encodes what would break out of a path segment; instance ids and tokens are plain
-/// alphanumerics in practice.
-pub(crate) fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use crate::exposition::FragmentWriter;
+use crate::json::lenient_bool;
+use crate::providers::Observation;
 
 #[derive(Debug, Deserialize)]
 struct StatusResponse {
-    #[serde(default, deserialize_with = "super::lenient_bool")]
+    #[serde(default, deserialize_with = "lenient_bool")]
     connected: Option<bool>,
-    #[serde(default, deserialize_with = "super::lenient_bool")]
+    #[serde(default, deserialize_with = "lenient_bool")]
     session: Option<bool>,
     #[serde(default)]
     error: Option<serde_json::Value>,
     #[serde(
         default,
         rename = "smartphoneConnected",
-        deserialize_with = "super::lenient_bool"
+        deserialize_with = "lenient_bool"
     )]
     smartphone_connected: Option<bool>,
 }
@@ -92,23 +33,16 @@ pub struct Status {
     pub error: StatusError,
 }
 
-/// The `error` field, reduced to the values the documentation lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusError {
-    None,
-    AlreadyConnected,
-    RestoreSession,
-    NotConnected,
-    Other,
+crate::closed_set! {
+    /// The `error` field, reduced to the values the documentation lists.
+    pub enum StatusError {
+        None => "none",
+        AlreadyConnected => "already_connected",
+        RestoreSession => "restore_session",
+        NotConnected => "not_connected",
+        Other => "other",
+    }
 }
-
-pub const ERROR_STATES: [&str; 5] = [
-    "none",
-    "already_connected",
-    "restore_session",
-    "not_connected",
-    "other",
-];
 
 impl StatusError {
     /// Error strings come with and without the final period, and in any case.
@@ -124,10 +58,6 @@ impl StatusError {
             "you are not connected" => StatusError::NotConnected,
             _ => StatusError::Other,
         }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        ERROR_STATES[self as usize]
     }
 }
 
@@ -152,25 +82,19 @@ pub fn parse(body: &[u8]) -> Result<Status, PollError> {
     })
 }
 
-impl super::Observation for Status {
+impl Observation for Status {
     fn connected(&self) -> bool {
         self.connected
     }
 
     fn write(&self, w: &mut FragmentWriter) {
         if let Some(s) = self.session {
-            w.gauge_bool(Family::SessionActive, &[], s);
+            w.gauge_bool(ZapiFamily::SessionActive, &[], s);
         }
         if let Some(p) = self.smartphone_connected {
-            w.gauge_bool(Family::PhoneConnected, &[], p);
+            w.gauge_bool(ZapiFamily::PhoneConnected, &[], p);
         }
-        w.state_set(
-            Family::StatusError,
-            &[],
-            "error",
-            &ERROR_STATES,
-            self.error.as_str(),
-        );
+        w.states(ZapiFamily::StatusError, &[], "error", self.error);
     }
 
     fn summary(&self) -> String {
@@ -191,7 +115,10 @@ impl super::Observation for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::Observation;
+
+    fn writer() -> FragmentWriter {
+        FragmentWriter::new(&[], &super::super::FAMILIES)
+    }
 
     #[test]
     fn seed_answer() {
@@ -233,22 +160,22 @@ mod tests {
     fn disconnected_phone_offline() {
         let s = parse(br#"{"connected":false,"session":false,"error":"You are not connected","smartphoneConnected":false,"extra":1}"#).unwrap();
         assert!(!s.connected());
-        let mut w = FragmentWriter::new(&[]);
+        let mut w = writer();
         s.write(&mut w);
         let f = w.finish();
         assert_eq!(
-            f.family(Family::SessionActive),
+            f.family(ZapiFamily::SessionActive),
             "whatsapp_session_active{} 0\n"
         );
         assert_eq!(
-            f.family(Family::PhoneConnected),
+            f.family(ZapiFamily::PhoneConnected),
             "whatsapp_phone_connected{} 0\n"
         );
         assert!(f
-            .family(Family::StatusError)
+            .family(ZapiFamily::StatusError)
             .contains("whatsapp_status_error{error=\"not_connected\"} 1\n"));
         assert!(f
-            .family(Family::StatusError)
+            .family(ZapiFamily::StatusError)
             .contains("whatsapp_status_error{error=\"none\"} 0\n"));
     }
 
@@ -257,10 +184,10 @@ mod tests {
         let s = parse(br#"{"connected":true,"error":null}"#).unwrap();
         assert_eq!(s.error, StatusError::None);
         assert_eq!(s.session, None);
-        let mut w = FragmentWriter::new(&[]);
+        let mut w = writer();
         s.write(&mut w);
         assert_eq!(
-            w.finish().family(Family::SessionActive),
+            w.finish().family(ZapiFamily::SessionActive),
             "",
             "a missing field is absent, not 0"
         );
@@ -293,11 +220,5 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
-    }
-
-    #[test]
-    fn path_segments_are_escaped() {
-        assert_eq!(path_segment("3C7A1B"), "3C7A1B");
-        assert_eq!(path_segment("a/../b c"), "a%2F..%2Fb%20c");
     }
 }

@@ -3,7 +3,26 @@
 use hyper::body::Incoming;
 use hyper::Request;
 
-use super::DEMO_TOKEN;
+use std::net::SocketAddr;
+
+use crate::providers::simulator::{no_hold, Simulator, DEMO_TOKEN};
+
+pub static SIMULATOR: Simulator = Simulator {
+    route,
+    hold: no_hold,
+    gateways,
+};
+
+fn gateways(addr: SocketAddr) -> String {
+    format!(
+        r#"  - name: brand
+    provider: cloudapi
+    url: http://{addr}
+    phone_number_id: "{DEMO_PHONE_NUMBER_ID}"
+    token: {DEMO_TOKEN}
+"#
+    )
+}
 
 /// The id in Meta's documentation examples; no real number stands behind it here.
 pub const DEMO_PHONE_NUMBER_ID: &str = "106540352242922";
@@ -85,8 +104,8 @@ pub fn phone_number(t: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::cloudapi::parse;
-    use crate::sources::Observation;
+    use crate::providers::cloudapi::parse;
+    use crate::providers::Observation;
 
     #[test]
     fn quality_drifts_and_comes_back() {

@@ -1,0 +1,259 @@
+//! The running exporter: the configured gateways, their poll schedules and queue consumers,
+//! the webhook receivers, and the exporter's own metrics; reload applies a new configuration
+//! without losing the state of gateways that did not change.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::unix_seconds;
+use crate::config::{self, Config};
+use crate::gateway::Gateway;
+use crate::shard::Shard;
+use crate::sync::{lock, read, write};
+use crate::{consumer, http, metrics, providers, scheduler, webhooks};
+
+/// How long shutdown waits for tasks before it gives up on them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// A configuration built in the process (`--demo`); reloading applies it again.
+    Fixed(Box<Config>),
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, config::ConfigError> {
+        match self {
+            ConfigSource::File(p) => config::load(p),
+            ConfigSource::Fixed(c) => Ok((**c).clone()),
+        }
+    }
+}
+
+/// A failure to start, told so that the user knows what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("cannot listen on {addr}: {source} (pick another --web.listen-address)")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The running exporter: gateways, their tasks, webhook receivers and metrics.
+pub struct Exporter {
+    source: ConfigSource,
+    clients: http::Clients,
+    pub metrics: metrics::Metrics,
+    gateways: RwLock<Arc<Vec<Arc<Gateway>>>>,
+    /// The stop token of each gateway's tasks, by name.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    limit: Arc<Semaphore>,
+    limit_size: Mutex<usize>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+    pub plugchat: webhooks::plugchat::Receiver,
+    reloading: tokio::sync::Mutex<()>,
+    polling: Polling,
+}
+
+/// Which gateways this process polls, and whether it polls them on its own schedule.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Polling {
+    /// Only the gateways of this shard are polled and exported.
+    pub shard: Option<Shard>,
+    /// Off when Prometheus schedules the polls through `/probe` alone.
+    pub no_background: bool,
+}
+
+impl Exporter {
+    /// Loads the configuration and starts polling; `stop` ends every task.
+    pub fn start(
+        source: ConfigSource,
+        polling: Polling,
+        stop: CancellationToken,
+    ) -> Result<Arc<Self>, StartupError> {
+        let cfg = source.load()?;
+        let metrics =
+            metrics::Metrics::new().map_err(|e| StartupError::Other(format!("metrics: {e}")))?;
+        let plugchat = webhooks::plugchat::Receiver::new(&metrics.registry)
+            .map_err(|e| StartupError::Other(format!("metrics: {e}")))?;
+        let exporter = Arc::new(Exporter {
+            source,
+            clients: http::Clients::new().map_err(StartupError::Other)?,
+            metrics,
+            gateways: RwLock::new(Arc::new(Vec::new())),
+            running: Mutex::new(Default::default()),
+            limit: Arc::new(Semaphore::new(cfg.global.max_concurrent_polls)),
+            limit_size: Mutex::new(cfg.global.max_concurrent_polls),
+            tracker: TaskTracker::new(),
+            stop,
+            plugchat,
+            reloading: tokio::sync::Mutex::new(()),
+            polling,
+        });
+        exporter
+            .apply(cfg)
+            .map_err(|e| StartupError::Config(config::ConfigError(vec![e])))?;
+        Ok(exporter)
+    }
+
+    /// The gateways, sorted by name.
+    pub fn gateways(&self) -> Arc<Vec<Arc<Gateway>>> {
+        read(&self.gateways).clone()
+    }
+
+    pub fn gateway(&self, name: &str) -> Option<Arc<Gateway>> {
+        let all = self.gateways();
+        all.binary_search_by(|g| g.name().cmp(name))
+            .ok()
+            .map(|i| all[i].clone())
+    }
+
+    /// Reads the configuration again and applies it; on error the running one stays.
+    pub async fn reload(&self) -> Result<(), String> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let result = self
+            .source
+            .load()
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| self.apply(cfg));
+        match &result {
+            Ok(()) => tracing::info!(gateways = self.gateways().len(), "configuration reloaded"),
+            Err(e) => {
+                self.metrics.reload_successful.set(0);
+                tracing::error!(error = %e, "configuration reload refused; the running configuration stays");
+            }
+        }
+        result
+    }
+
+    /// Applies a configuration: unchanged gateways keep their state and task, changed ones start
+    /// afresh, removed ones stop and their series go.
+    fn apply(&self, cfg: Config) -> Result<(), String> {
+        let Plan { next, started } = self.plan(cfg.gateways)?;
+        self.plugchat.configure(&cfg.plugchat);
+        self.resize_limit(cfg.global.max_concurrent_polls);
+        self.restart_tasks(&next, started);
+        *write(&self.gateways) = Arc::new(next);
+        self.metrics.reload_successful.set(1);
+        self.metrics
+            .reload_success_timestamp
+            .set(unix_seconds(SystemTime::now()));
+        Ok(())
+    }
+
+    /// The gateways of a new configuration, sorted by name, and those among them that are new or
+    /// changed; nothing is touched yet, so a gateway that cannot be built refuses the whole file.
+    fn plan(&self, configs: Vec<config::GatewayConfig>) -> Result<Plan, String> {
+        let old = self.gateways();
+        let shard = self.polling.shard;
+        let mut next = Vec::with_capacity(configs.len());
+        let mut started = Vec::new();
+        for gc in configs
+            .into_iter()
+            .filter(|g| shard.is_none_or(|s| s.owns(&g.name)))
+        {
+            // `old` is sorted by name: no quadratic search at 10,000 gateways.
+            let same = old
+                .binary_search_by(|g| g.name().cmp(&gc.name))
+                .ok()
+                .map(|i| &old[i])
+                .filter(|g| g.config == gc);
+            match same {
+                Some(same) => next.push(same.clone()),
+                None => {
+                    let source = providers::Source::new(&gc, &self.clients)
+                        .map_err(|e| format!("gateways ({}): {e}", gc.name))?;
+                    let gw = Gateway::new(gc, source);
+                    started.push(gw.clone());
+                    next.push(gw);
+                }
+            }
+        }
+        next.sort_by(|a, b| a.name().cmp(b.name()));
+        Ok(Plan { next, started })
+    }
+
+    /// Stops the tasks of removed and changed gateways and starts those of `started`.
+    fn restart_tasks(&self, next: &[Arc<Gateway>], started: Vec<Arc<Gateway>>) {
+        let keep: HashSet<&str> = next.iter().map(|g| g.name()).collect();
+        let fresh: HashSet<&str> = started.iter().map(|g| g.name()).collect();
+        let mut running = lock(&self.running);
+        running.retain(|name, stop| {
+            let stays = keep.contains(name.as_str()) && !fresh.contains(name.as_str());
+            if !stays {
+                stop.cancel();
+            }
+            stays
+        });
+        for gw in &started {
+            let stop = self.stop.child_token();
+            running.insert(gw.name().to_string(), stop.clone());
+            self.spawn_tasks(gw, stop);
+        }
+    }
+
+    /// A gateway's poll schedule, and its Green API queue consumer when it has one.
+    fn spawn_tasks(&self, gw: &Arc<Gateway>, stop: CancellationToken) {
+        if !self.polling.no_background {
+            let schedule = scheduler::run_gateway(gw.clone(), self.limit.clone(), stop.clone());
+            self.tracker.spawn(schedule);
+        }
+        if let providers::Source::GreenApi(s) = &gw.source {
+            if s.consumes_queue() {
+                self.tracker.spawn(consumer::consume(gw.clone(), stop));
+            }
+        }
+    }
+
+    fn resize_limit(&self, want: usize) {
+        let mut have = lock(&self.limit_size);
+        if want > *have {
+            self.limit.add_permits(want - *have);
+        } else if want < *have {
+            // Permits held by polls in flight come back later; forget what is free now and the
+            // rest shrinks on the next reload at the latest.
+            let gone = self.limit.forget_permits(*have - want);
+            *have -= gone;
+            return;
+        }
+        *have = want;
+    }
+
+    /// Stops every task and waits for them, but no longer than [`SHUTDOWN_GRACE`].
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not stop in time");
+        }
+    }
+
+    /// Renders `/metrics`, compressed when `gzip` is set.
+    pub fn render_metrics(&self, gzip: bool) -> Vec<u8> {
+        let fragments: Vec<_> = self.gateways().iter().map(|g| g.fragment()).collect();
+        self.metrics.render(&fragments, gzip)
+    }
+}
+
+/// The gateways a configuration asks for, and those of them that need new tasks.
+struct Plan {
+    next: Vec<Arc<Gateway>>,
+    started: Vec<Arc<Gateway>>,
+}

@@ -1,0 +1,59 @@
+//! What `--demo` takes of each provider: a simulated API, a pure function of the seconds since the
+//! demo started, and the configuration entries of the gateways that poll it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use hyper::body::Incoming;
+use hyper::Request;
+
+use super::Provider;
+
+/// Every simulated story repeats after this many seconds.
+pub const CYCLE_SECS: u64 = 180;
+
+/// The secrets of the demo: not secret, but treated as if they were.
+pub const DEMO_TOKEN: &str = "demo-token-not-secret";
+pub const DEMO_CLIENT_TOKEN: &str = "demo-client-token";
+
+/// A wait before answering, as a long poll holds its request.
+pub type Hold = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// An answer: its HTTP status and body.
+pub type Answer = (u16, String);
+
+pub struct Simulator {
+    /// Answers the paths it knows (split at `/`), at second `t` of the cycle.
+    pub route: fn(&Request<Incoming>, &[&str], u64) -> Option<Answer>,
+    /// Holds a request before it is answered, for the paths that are long polls.
+    pub hold: fn(&str, u64) -> Option<Hold>,
+    /// The YAML entries of the demo gateways that poll this simulator at `addr`.
+    pub gateways: fn(SocketAddr) -> String,
+}
+
+/// The simulator of a provider; PlugzAPI and Z-API share one.
+pub fn simulator(p: Provider) -> &'static Simulator {
+    match p {
+        Provider::PlugzApi | Provider::ZApi => &super::zapi::demo::SIMULATOR,
+        Provider::Waba => &super::waba::demo::SIMULATOR,
+        Provider::GreenApi => &super::greenapi::demo::SIMULATOR,
+        Provider::CloudApi => &super::cloudapi::demo::SIMULATOR,
+    }
+}
+
+/// Every provider's simulator, each once, in provider order.
+pub fn simulators() -> Vec<&'static Simulator> {
+    let mut all: Vec<&'static Simulator> = Vec::new();
+    for s in Provider::ALL.iter().map(|p| simulator(*p)) {
+        if !all.iter().any(|o| std::ptr::eq(*o, s)) {
+            all.push(s);
+        }
+    }
+    all
+}
+
+/// No request of this simulator is held.
+pub fn no_hold(_path: &str, _secs: u64) -> Option<Hold> {
+    None
+}
