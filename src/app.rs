@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::demo;
 use crate::exporter::{ConfigSource, Exporter, Polling, StartupError, SHUTDOWN_GRACE};
-use crate::{demo, server, web_config};
+use crate::server;
+use crate::web_config;
 
 /// What `run` needs besides the shutdown signal.
 pub struct RunOptions {

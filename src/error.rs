@@ -25,7 +25,7 @@ fn retry_hint(d: Option<Duration>) -> String {
         .unwrap_or_default()
 }
 
-crate::closed_set! {
+crate::labels::closed_set! {
     /// The label values of `reason`, in the order they are exposed.
     pub enum Reason {
         Timeout => "timeout",

@@ -13,10 +13,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::unix_seconds;
 use crate::config::{self, Config};
+use crate::consumer;
 use crate::gateway::Gateway;
+use crate::http;
+use crate::metrics;
+use crate::providers;
+use crate::scheduler;
 use crate::shard::Shard;
 use crate::sync::{lock, read, write};
-use crate::{consumer, http, metrics, providers, scheduler, webhooks};
+use crate::webhooks;
 
 /// How long shutdown waits for tasks before it gives up on them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);

@@ -55,7 +55,6 @@ impl Slot {
 ///
 /// The common families are declared here; each provider declares its own in its folder, and
 /// `providers::FAMILY_SETS` lists them in provider order.
-#[macro_export]
 macro_rules! families {
     (
         $(#[$meta:meta])*
@@ -90,6 +89,8 @@ macro_rules! families {
         }
     };
 }
+
+pub(crate) use families;
 
 families! {
     /// The families every polled gateway has.

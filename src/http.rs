@@ -83,6 +83,19 @@ pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     Some(d.min(Duration::from_secs(86_400)))
 }
 
+/// A path segment of a URL: ids and tokens are plain alphanumerics in practice, and whatever is
+/// not must not break out of its segment.
+pub fn path_segment(s: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    /// RFC 3986 unreserved characters stay as they are.
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
 /// Hands out HTTP clients: the shared one, or one per distinct TLS setting.
 pub struct Clients {
     shared: reqwest::Client,
@@ -153,6 +166,12 @@ fn build(tls: &TlsConfig) -> Result<reqwest::Client, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(path_segment("3C7A1B"), "3C7A1B");
+        assert_eq!(path_segment("a/../b c"), "a%2F..%2Fb%20c");
+    }
 
     #[test]
     fn retry_after_seconds_and_dates() {

@@ -20,7 +20,6 @@ pub trait LabelSet: Copy + Eq + 'static {
 ///
 /// `catch_all` names the variant that an unknown label maps to in `from_label`; sets without one
 /// get no `from_label` (unknown values have no place in them).
-#[macro_export]
 macro_rules! closed_set {
     (@from_label $name:ident, $other:ident, [$($variant:ident => $label:literal),+]) => {
         impl $name {
@@ -59,7 +58,7 @@ macro_rules! closed_set {
             }
         }
 
-        $crate::closed_set!(@from_label $name, $($other)?, [$($variant => $label),+]);
+        $crate::labels::closed_set!(@from_label $name, $($other)?, [$($variant => $label),+]);
 
         /// Tests and callers compare with the label itself.
         impl PartialEq<&str> for $name {
@@ -83,6 +82,8 @@ pub fn find_ignoring_case<S: LabelSet>(s: &str) -> Option<S> {
         .copied()
         .find(|v| v.as_str().eq_ignore_ascii_case(s))
 }
+
+pub(crate) use closed_set;
 
 /// A label value from a payload in a plain alphabet: ASCII letters, digits and `extra`, anything
 /// else replaced by `_`, surrounding whitespace dropped, at most `max` characters.
@@ -122,7 +123,7 @@ pub fn text(raw: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
-    closed_set! {
+    crate::labels::closed_set! {
         enum Colour { Red => "red", Green => "green", Other => "other" }
         catch_all = Other;
     }

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-crate::closed_set! {
+crate::labels::closed_set! {
     /// A gateway API the exporter can poll; the `provider` label and the name in the configuration.
     #[derive(Deserialize)]
     #[serde(rename_all = "lowercase")]

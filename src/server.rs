@@ -16,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::exporter::{Exporter, SHUTDOWN_GRACE};
+use crate::exposition;
 use crate::respond::{html, text, Body, METRICS_CONTENT_TYPE};
+use crate::status_page;
 use crate::web_config::WebConfig;
-use crate::{exposition, status_page};
 
 /// Connections served at once; more are closed at accept, so idle sockets cannot exhaust memory.
 pub const MAX_CONNECTIONS: usize = 1024;

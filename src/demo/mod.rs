@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config;
 use crate::exporter::{ConfigSource, Exporter};
-use crate::providers::simulator::simulators;
 pub use crate::providers::simulator::{CYCLE_SECS, DEMO_CLIENT_TOKEN, DEMO_TOKEN};
+use crate::providers::simulators;
 
 mod plugchat;
 

@@ -4,8 +4,6 @@
 //! [`Provider`] is the single list of providers; [`Source::new`] dispatches on the typed
 //! configuration block, and [`families`] gives each provider's metric families in order.
 
-use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
 use crate::config::{GatewayConfig, ProviderConfig};
@@ -13,35 +11,15 @@ use crate::error::PollError;
 use crate::exposition::{FamilyDef, FragmentWriter};
 use crate::http::Clients;
 pub use crate::provider::Provider;
+pub use shape::{Observation, Poller};
+use simulator::Simulator;
 
 pub mod cloudapi;
 pub mod greenapi;
+pub mod shape;
 pub mod simulator;
 pub mod waba;
 pub mod zapi;
-
-/// What one successful poll saw, ready to be written as metrics.
-pub trait Observation: Send + Sync + fmt::Debug {
-    /// Whether the WhatsApp number is connected, as `whatsapp_connected` tells it.
-    fn connected(&self) -> bool;
-    /// The provider's own series.
-    fn write(&self, w: &mut FragmentWriter);
-    /// A few words for the status page, with no private data.
-    fn summary(&self) -> String;
-}
-
-/// The one shape of every provider's poller.
-pub trait Poller: Send + Sync {
-    /// Asks the gateway, within `timeout`, and reads what it said.
-    fn poll(
-        &self,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<Box<dyn Observation>, PollError>> + Send;
-
-    /// Series the poller keeps between polls (a login token's expiry, queue counters), written
-    /// whatever the outcome of the last poll.
-    fn write_kept(&self, _w: &mut FragmentWriter) {}
-}
 
 /// The metric families of a provider, after the common ones.
 pub fn families(p: Provider) -> &'static [FamilyDef] {
@@ -115,28 +93,30 @@ impl Source {
     }
 }
 
-/// A path segment of a URL: ids and tokens are plain alphanumerics in practice, and whatever is
-/// not must not break out of its segment.
-pub fn path_segment(s: &str) -> String {
-    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-    /// RFC 3986 unreserved characters stay as they are.
-    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    utf8_percent_encode(s, SEGMENT).to_string()
+/// The simulator of a provider for `--demo`; PlugzAPI and Z-API share one.
+pub fn simulator(p: Provider) -> &'static Simulator {
+    match p {
+        Provider::PlugzApi | Provider::ZApi => &zapi::demo::SIMULATOR,
+        Provider::Waba => &waba::demo::SIMULATOR,
+        Provider::GreenApi => &greenapi::demo::SIMULATOR,
+        Provider::CloudApi => &cloudapi::demo::SIMULATOR,
+    }
+}
+
+/// Every provider's simulator, each once, in provider order.
+pub fn simulators() -> Vec<&'static Simulator> {
+    let mut all: Vec<&'static Simulator> = Vec::new();
+    for s in Provider::ALL.iter().map(|p| simulator(*p)) {
+        if !all.iter().any(|o| std::ptr::eq(*o, s)) {
+            all.push(s);
+        }
+    }
+    all
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn path_segments_are_escaped() {
-        assert_eq!(path_segment("3C7A1B"), "3C7A1B");
-        assert_eq!(path_segment("a/../b c"), "a%2F..%2Fb%20c");
-    }
 
     #[test]
     fn every_provider_has_its_families_and_names_are_unique() {

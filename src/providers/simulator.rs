@@ -1,5 +1,6 @@
 //! What `--demo` takes of each provider: a simulated API, a pure function of the seconds since the
-//! demo started, and the configuration entries of the gateways that poll it.
+//! demo started, and the configuration entries of the gateways that poll it. Each provider's
+//! `demo.rs` fills one in; `providers::simulators` lists them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,8 +8,6 @@ use std::pin::Pin;
 
 use hyper::body::Incoming;
 use hyper::Request;
-
-use super::Provider;
 
 /// Every simulated story repeats after this many seconds.
 pub const CYCLE_SECS: u64 = 180;
@@ -30,27 +29,6 @@ pub struct Simulator {
     pub hold: fn(&str, u64) -> Option<Hold>,
     /// The YAML entries of the demo gateways that poll this simulator at `addr`.
     pub gateways: fn(SocketAddr) -> String,
-}
-
-/// The simulator of a provider; PlugzAPI and Z-API share one.
-pub fn simulator(p: Provider) -> &'static Simulator {
-    match p {
-        Provider::PlugzApi | Provider::ZApi => &super::zapi::demo::SIMULATOR,
-        Provider::Waba => &super::waba::demo::SIMULATOR,
-        Provider::GreenApi => &super::greenapi::demo::SIMULATOR,
-        Provider::CloudApi => &super::cloudapi::demo::SIMULATOR,
-    }
-}
-
-/// Every provider's simulator, each once, in provider order.
-pub fn simulators() -> Vec<&'static Simulator> {
-    let mut all: Vec<&'static Simulator> = Vec::new();
-    for s in Provider::ALL.iter().map(|p| simulator(*p)) {
-        if !all.iter().any(|o| std::ptr::eq(*o, s)) {
-            all.push(s);
-        }
-    }
-    all
 }
 
 /// No request of this simulator is held.

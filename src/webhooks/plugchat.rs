@@ -70,7 +70,7 @@ const WAIT_BUCKETS: [f64; 13] = [
     5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
 ];
 
-crate::closed_set! {
+crate::labels::closed_set! {
     /// Why a webhook was refused: its `reason` label, HTTP status and answer.
     pub enum Rejection {
         Unauthorized => "unauthorized",
@@ -130,7 +130,7 @@ impl Rejection {
     }
 }
 
-crate::closed_set! {
+crate::labels::closed_set! {
     /// One of the seven events, named as in the webhook URL.
     pub enum Event {
         FinishAttendance => "finishAttendance",

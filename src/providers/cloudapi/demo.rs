@@ -105,7 +105,7 @@ pub fn phone_number(t: u64) -> String {
 mod tests {
     use super::*;
     use crate::providers::cloudapi::parse;
-    use crate::providers::Observation;
+    use crate::providers::shape::Observation;
 
     #[test]
     fn quality_drifts_and_comes_back() {

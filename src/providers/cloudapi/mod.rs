@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::config::{CloudApiConfig, GatewayConfig};
 use crate::error::PollError;
 use crate::http::fetch;
+use crate::providers::shape::{Observation, Poller};
 use crate::secret::Secret;
 
 pub mod demo;
@@ -22,7 +23,7 @@ mod phone;
 pub use graph::{graph_error, graph_poll_error, judge, GraphError};
 pub use phone::{limit_value, parse, Health, Status};
 
-crate::families! {
+crate::exposition::families! {
     /// Cloud API series of one phone number.
     pub enum CloudApiFamily in FAMILIES {
         QualityRating => "whatsapp_cloudapi_quality_rating", Gauge, "Cloud API: the number's quality rating, as a state set.";
@@ -76,8 +77,8 @@ impl Source {
     }
 }
 
-impl super::Poller for Source {
-    async fn poll(&self, timeout: Duration) -> Result<Box<dyn super::Observation>, PollError> {
+impl Poller for Source {
+    async fn poll(&self, timeout: Duration) -> Result<Box<dyn Observation>, PollError> {
         let mut set = self.limit_fields.load(Ordering::Relaxed);
         loop {
             let answer = fetch(self.request(set, timeout), timeout).await?;
@@ -145,7 +146,7 @@ mod tests {
     use super::*;
     use crate::exposition::FragmentWriter;
     use crate::http::Answer;
-    use crate::providers::Observation;
+    use crate::providers::shape::Observation;
     use bytes::Bytes;
     use phone::*;
     use reqwest::StatusCode;

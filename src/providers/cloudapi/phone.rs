@@ -8,7 +8,7 @@ use super::CloudApiFamily;
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
 use crate::json::{lenient, lenient_list};
-use crate::providers::Observation;
+use crate::providers::shape::Observation;
 
 /// At most this many `whatsapp_cloudapi_health_error` series per gateway.
 pub const MAX_HEALTH_ERRORS: usize = 20;

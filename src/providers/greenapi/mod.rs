@@ -14,11 +14,12 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use super::path_segment;
 use crate::config::{GatewayConfig, GreenApiConfig, Notifications};
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
 use crate::http::fetch;
+use crate::http::path_segment;
+use crate::providers::shape::{Observation, Poller};
 use crate::secret::Secret;
 
 pub mod demo;
@@ -32,7 +33,7 @@ pub use queue::{
 };
 pub use state::{parse, InstanceState, Status};
 
-crate::families! {
+crate::exposition::families! {
     /// Green API series: the instance state, and the queue's counters once it is consumed.
     pub enum GreenApiFamily in FAMILIES {
         State => "whatsapp_greenapi_state", Gauge, "Green API: stateInstance, as a state set.";
@@ -140,8 +141,8 @@ impl Source {
     }
 }
 
-impl super::Poller for Source {
-    async fn poll(&self, timeout: Duration) -> Result<Box<dyn super::Observation>, PollError> {
+impl Poller for Source {
+    async fn poll(&self, timeout: Duration) -> Result<Box<dyn Observation>, PollError> {
         let req = self
             .client
             .get(self.state_url.expose())
@@ -163,7 +164,7 @@ mod tests {
     use super::*;
     use crate::exposition::FragmentWriter;
     use crate::labels::LabelSet;
-    use crate::providers::Observation;
+    use crate::providers::shape::Observation;
     use queue::QueueStats;
 
     /// The example answer of receiveNotification in the Green API documentation.

@@ -12,7 +12,7 @@ use crate::error::PollError;
 use crate::exposition::{FragmentWriter, Histogram};
 use crate::labels::LabelSet;
 
-crate::closed_set! {
+crate::labels::closed_set! {
     /// The `typeWebhook` of a notification; anything else is `other`.
     pub enum WebhookType {
         IncomingMessageReceived => "incomingMessageReceived",
@@ -37,7 +37,7 @@ impl WebhookType {
     }
 }
 
-crate::closed_set! {
+crate::labels::closed_set! {
     /// The `status` of an outgoingMessageStatus notification; anything else is `other`.
     pub enum MessageStatus {
         Sent => "sent",

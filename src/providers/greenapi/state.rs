@@ -5,9 +5,9 @@ use serde::Deserialize;
 use super::GreenApiFamily;
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
-use crate::providers::Observation;
+use crate::providers::shape::Observation;
 
-crate::closed_set! {
+crate::labels::closed_set! {
     /// The instance state, as `getStateInstance` and `stateInstanceChanged` tell it.
     pub enum InstanceState {
         Authorized => "authorized",

@@ -167,8 +167,8 @@ fn format_utc(secs: u64, sep: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::shape::Observation;
     use crate::providers::waba::{parse, parse_login, parse_utc, GatewayStatus, SocketState};
-    use crate::providers::Observation;
 
     const NOW: u64 = 1_760_000_000;
 

@@ -22,6 +22,7 @@ use crate::config::{GatewayConfig, WabaAuth, WabaConfig};
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
 use crate::http::fetch;
+use crate::providers::shape::{Observation, Poller};
 use crate::secret::Secret;
 
 pub mod demo;
@@ -33,7 +34,7 @@ use login::Login;
 pub use login::{parse_login, parse_utc, Issued, TokenLife};
 pub use support::{parse, GatewayStatus, Node, SocketState, Status, VOLUMES};
 
-crate::families! {
+crate::exposition::families! {
     /// WhatsApp Business API series, per node (`node` is empty on a single node).
     pub enum WabaFamily in FAMILIES {
         SocketState => "whatsapp_waba_socket_state", Gauge, "WhatsApp Business API: socket_conn of each node, as a state set.";
@@ -88,8 +89,8 @@ impl Source {
     }
 }
 
-impl super::Poller for Source {
-    async fn poll(&self, timeout: Duration) -> Result<Box<dyn super::Observation>, PollError> {
+impl Poller for Source {
+    async fn poll(&self, timeout: Duration) -> Result<Box<dyn Observation>, PollError> {
         let status = match &self.auth {
             Auth::Fixed(header) => self.fetch_status(header, timeout).await?,
             Auth::Login(login) => self.poll_logged_in(login, timeout).await?,

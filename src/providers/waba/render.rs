@@ -3,7 +3,7 @@
 use super::support::{GatewayStatus, Node, SocketState, Status, VOLUMES};
 use super::WabaFamily;
 use crate::exposition::FragmentWriter;
-use crate::providers::Observation;
+use crate::providers::shape::Observation;
 
 impl Observation for Status {
     /// Every node that tells its socket has it up.

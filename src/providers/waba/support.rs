@@ -10,7 +10,7 @@ use super::MAX_NODES;
 use crate::error::PollError;
 use crate::labels::plain;
 
-crate::closed_set! {
+crate::labels::closed_set! {
     /// `socket_conn`: the node's connection to the WhatsApp servers.
     pub enum SocketState {
         Up => "up",
@@ -38,7 +38,7 @@ impl SocketState {
     }
 }
 
-crate::closed_set! {
+crate::labels::closed_set! {
     /// `gateway_status` from `/v1/health`.
     pub enum GatewayStatus {
         Connected => "connected",
@@ -421,7 +421,7 @@ fn parse_health(body: &[u8]) -> Result<Vec<HealthEntry>, PollError> {
 mod tests {
     use super::*;
     use crate::exposition::FragmentWriter;
-    use crate::providers::Observation;
+    use crate::providers::shape::Observation;
 
     /// The seed's single-node answer, its `#` comments removed and its placeholders filled in.
     const SINGLE: &str = r#"{ "support": { "context": "healthcheck", "db_engine": "MYSQL",

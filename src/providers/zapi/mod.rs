@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::config::{GatewayConfig, ZapiConfig};
 use crate::error::PollError;
 use crate::http::fetch;
+use crate::providers::shape::{Observation, Poller};
 use crate::secret::Secret;
 
 pub mod demo;
@@ -15,7 +16,7 @@ mod status;
 
 pub use status::{parse, Status, StatusError};
 
-crate::families! {
+crate::exposition::families! {
     /// PlugzAPI and Z-API series.
     pub enum ZapiFamily in FAMILIES {
         SessionActive => "whatsapp_session_active", Gauge, "PlugzAPI/Z-API: 1 if the instance has an active WhatsApp session.";
@@ -36,8 +37,8 @@ impl Source {
         let url = format!(
             "{}/instances/{}/token/{}/status",
             gw.url,
-            super::path_segment(&cfg.instance),
-            super::path_segment(cfg.token.expose())
+            crate::http::path_segment(&cfg.instance),
+            crate::http::path_segment(cfg.token.expose())
         );
         Source {
             client,
@@ -47,8 +48,8 @@ impl Source {
     }
 }
 
-impl super::Poller for Source {
-    async fn poll(&self, timeout: Duration) -> Result<Box<dyn super::Observation>, PollError> {
+impl Poller for Source {
+    async fn poll(&self, timeout: Duration) -> Result<Box<dyn Observation>, PollError> {
         // No per-request timeout: `Gateway::poll` bounds the whole poll, body included.
         let mut req = self
             .client

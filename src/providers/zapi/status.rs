@@ -6,7 +6,7 @@ use super::ZapiFamily;
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
 use crate::json::lenient_bool;
-use crate::providers::Observation;
+use crate::providers::shape::Observation;
 
 #[derive(Debug, Deserialize)]
 struct StatusResponse {
@@ -33,7 +33,7 @@ pub struct Status {
     pub error: StatusError,
 }
 
-crate::closed_set! {
+crate::labels::closed_set! {
     /// The `error` field, reduced to the values the documentation lists.
     pub enum StatusError {
         None => "none",

@@ -48,7 +48,7 @@ fn span(from: Option<i64>, to: Option<i64>) -> Option<f64> {
     Some(ms as f64 / 1000.0)
 }
 
-crate::closed_set! {
+crate::labels::closed_set! {
     /// A message status as WhatsApp (through Z-API) reports it.
     pub enum MessageStatus {
         Sent => "sent",
