@@ -16,27 +16,63 @@ use crate::web_config;
 /// What `run` needs besides the shutdown signal.
 pub struct RunOptions {
     pub config: ConfigSource,
-    pub listen: String,
+    /// Every address to listen on (`--web.listen-address`, repeatable); at least one.
+    pub listen: Vec<String>,
     pub demo: bool,
     pub web_config: Option<PathBuf>,
     pub polling: Polling,
+    pub endpoints: server::Endpoints,
 }
 
 /// A started exporter with its HTTP server, for `main` and for tests.
 pub struct Running {
+    /// The first listener's address (the one tests talk to).
     pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
     pub exporter: Arc<Exporter>,
     stop: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops polls, consumers and the server together, within [`SHUTDOWN_GRACE`].
+    /// Stops polls, consumers and the servers together, within [`SHUTDOWN_GRACE`].
     pub async fn shutdown(self) {
         self.stop.cancel();
-        let both = async { tokio::join!(self.exporter.shutdown(), self.server) };
+        let servers = futures_join_all(self.servers);
+        let both = async { tokio::join!(self.exporter.shutdown(), servers) };
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, both).await;
     }
+}
+
+async fn futures_join_all(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+/// Binds every address before anything starts, so that a taken port is told at once.
+async fn bind_all(
+    addrs: &[String],
+) -> Result<Vec<(tokio::net::TcpListener, SocketAddr)>, StartupError> {
+    if addrs.is_empty() {
+        return Err(StartupError::Other(
+            "no --web.listen-address given".to_string(),
+        ));
+    }
+    let mut bound = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        let listener = tokio::net::TcpListener::bind(listen_addr(a))
+            .await
+            .map_err(|source| StartupError::Listen {
+                addr: a.clone(),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| StartupError::Other(format!("listener: {e}")))?;
+        bound.push((listener, local));
+    }
+    Ok(bound)
 }
 
 /// Loads the configuration, binds the listener and starts everything.
@@ -48,32 +84,34 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartupError> {
         None => web_config::WebConfig::default(),
     };
     let stop = CancellationToken::new();
-    let addr = listen_addr(&opts.listen);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|source| StartupError::Listen {
-            addr: opts.listen.clone(),
-            source,
-        })?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| StartupError::Other(format!("listener: {e}")))?;
+    let bound = bind_all(&opts.listen).await?;
+    let addrs: Vec<SocketAddr> = bound.iter().map(|(_, a)| *a).collect();
     let exporter = Exporter::start(opts.config, opts.polling, stop.clone())?;
-    let server = tokio::spawn(server::serve(
-        listener,
-        exporter.clone(),
-        Arc::new(web),
-        stop.clone(),
-    ));
+    let (web, endpoints) = (Arc::new(web), Arc::new(opts.endpoints));
+    let servers = bound
+        .into_iter()
+        .map(|(listener, local)| {
+            tracing::info!(address = %local, gateways = exporter.gateways().len(), "listening");
+            tokio::spawn(server::serve(
+                listener,
+                exporter.clone(),
+                web.clone(),
+                endpoints.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    // `bind_all` refuses an empty list, so there is a first address.
+    let addr = addrs[0];
     if opts.demo {
-        demo::spawn_plugchat(local, &exporter, stop.clone());
+        demo::spawn_plugchat(addr, &exporter, stop.clone());
     }
-    tracing::info!(address = %local, gateways = exporter.gateways().len(), "listening");
     Ok(Running {
-        addr: local,
+        addr,
+        addrs,
         exporter,
         stop,
-        server,
+        servers,
     })
 }
 

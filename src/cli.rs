@@ -9,7 +9,7 @@ use crate::logging::{Format, Level};
 #[derive(Debug, Parser)]
 #[command(
     name = "whatsapp_exporter",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (revision ", env!("WHATSAPP_EXPORTER_REVISION"), ", built ", env!("WHATSAPP_EXPORTER_BUILD_DATE"), ")"),
+    disable_version_flag = true,
     about = "Prometheus exporter for WhatsApp gateway APIs: PlugzAPI, Z-API, WhatsApp Business API, Green API, Cloud API, and PlugChat webhooks.",
     after_help = "Exit codes: 0 success; 1 invalid configuration or failed command; 2 bad command line.\nTry it with no account: whatsapp_exporter --demo, then open http://localhost:10070/"
 )]
@@ -27,13 +27,37 @@ pub struct Cli {
     #[arg(long = "config.check")]
     pub config_check: bool,
 
-    /// Where HTTP is served (":10070" listens on every interface).
+    /// Where HTTP is served (":10070" listens on every interface); repeat it to listen on several.
     #[arg(
         long = "web.listen-address",
         value_name = "ADDR",
-        default_value = ":10070"
+        default_value = ":10070",
+        action = clap::ArgAction::Append
     )]
-    pub listen_address: String,
+    pub listen_address: Vec<String>,
+
+    /// The path under which the metrics are served.
+    #[arg(
+        long = "web.telemetry-path",
+        value_name = "PATH",
+        default_value = "/metrics",
+        value_parser = telemetry_path
+    )]
+    pub telemetry_path: String,
+
+    /// Scrapes of the telemetry path (and probes) served at once; more are answered 503 at once,
+    /// so a scrape storm cannot pile up renders. 0 means no limit.
+    #[arg(long = "web.max-requests", value_name = "N", default_value_t = 40)]
+    pub max_requests: usize,
+
+    /// With --config.check: check the file alone, without reading the secret files and
+    /// environment variables it names (for linting a configuration in CI).
+    #[arg(long = "config.no-secrets", requires = "config_check")]
+    pub config_no_secrets: bool,
+
+    /// Print the version and build information, and exit.
+    #[arg(long = "version")]
+    pub version: bool,
 
     /// TLS and basic auth for every endpoint, in the exporter-toolkit web-config.yml format.
     #[arg(long = "web.config.file", value_name = "PATH")]
@@ -68,6 +92,33 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// The version and build as Prometheus binaries print them.
+pub fn version_text() -> String {
+    format!(
+        "whatsapp_exporter, version {} (branch: {}, revision: {})\n  build user:       {}\n  build date:       {}\n  rust version:     {}\n  platform:         {}/{}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("WHATSAPP_EXPORTER_BRANCH"),
+        env!("WHATSAPP_EXPORTER_REVISION"),
+        env!("WHATSAPP_EXPORTER_BUILD_USER"),
+        env!("WHATSAPP_EXPORTER_BUILD_DATE"),
+        env!("WHATSAPP_EXPORTER_RUSTC"),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+    )
+}
+
+/// A telemetry path is an absolute path that other endpoints do not use.
+fn telemetry_path(s: &str) -> Result<String, String> {
+    let taken = ["/", "/probe", "/-/healthy", "/-/ready", "/-/reload"];
+    if !s.starts_with('/') || s.contains(['?', '#']) {
+        return Err("must be an absolute path such as /metrics".into());
+    }
+    if taken.contains(&s) || s.starts_with("/webhooks/") {
+        return Err(format!("{s} is another endpoint of the exporter"));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Debug, Subcommand)]

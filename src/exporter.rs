@@ -250,9 +250,15 @@ impl Exporter {
         }
     }
 
-    /// Renders `/metrics`, compressed when `gzip` is set.
+    /// Renders `/metrics`, compressed when `gzip` is set. Without background polling, gateway
+    /// series come from `/probe` alone, as with blackbox_exporter: `/metrics` is then the
+    /// exporter's own, so a self-scrape job never repeats what the probe job collects.
     pub fn render_metrics(&self, gzip: bool) -> Vec<u8> {
-        let fragments: Vec<_> = self.gateways().iter().map(|g| g.fragment()).collect();
+        let fragments: Vec<_> = if self.polling.no_background {
+            Vec::new()
+        } else {
+            self.gateways().iter().map(|g| g.fragment()).collect()
+        };
         self.metrics.render(&fragments, gzip)
     }
 }

@@ -1,7 +1,18 @@
-//! Logging with `tracing`, as logfmt (the Prometheus default) or JSON, to standard error.
+//! Logging with `tracing` to standard error, in the shape Prometheus exporters log: logfmt (the
+//! default) or JSON, each line `ts`, `level`, `caller`, `msg`, then the event's own fields.
+//!
+//! ```text
+//! ts=2026-12-01T12:00:00.123Z level=warn caller=gateway.rs:118 msg="poll failed" gateway=sales reason=timeout
+//! ```
 
-use tracing_subscriber::fmt::MakeWriter;
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,20 +45,178 @@ where
     let targets = tracing_subscriber::filter::Targets::new()
         .with_default(filter.min(tracing_subscriber::filter::LevelFilter::WARN))
         .with_target("whatsapp_exporter", filter);
-    let registry = tracing_subscriber::registry().with(targets);
-    let result = match format {
-        Format::Logfmt => registry
-            .with(
-                tracing_logfmt::builder()
-                    .with_span_name(false)
-                    .with_span_path(false)
-                    .layer()
-                    .with_writer(writer),
-            )
-            .try_init(),
-        Format::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(writer))
-            .try_init(),
-    };
-    result.map_err(|e| e.to_string())
+    tracing_subscriber::registry()
+        .with(targets)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .event_format(Line(format))
+                .with_writer(writer),
+        )
+        .try_init()
+        .map_err(|e| e.to_string())
+}
+
+/// One event as one line.
+struct Line(Format);
+
+impl<S, N> FormatEvent<S, N> for Line
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut out: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let caller = match (meta.file(), meta.line()) {
+            (Some(f), Some(l)) => format!("{}:{l}", f.strip_prefix("src/").unwrap_or(f)),
+            _ => meta.target().to_string(),
+        };
+        let head = [
+            ("ts", timestamp()),
+            ("level", meta.level().as_str().to_ascii_lowercase()),
+            ("caller", caller),
+            ("msg", fields.message.unwrap_or_default()),
+        ];
+        let all = head
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(fields.others.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut line = String::with_capacity(160);
+        match self.0 {
+            Format::Logfmt => logfmt(&mut line, all),
+            Format::Json => json(&mut line, all),
+        }
+        writeln!(out, "{line}")
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, as Prometheus logs it.
+fn timestamp() -> String {
+    use time::macros::format_description;
+    let f =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    time::OffsetDateTime::now_utc()
+        .format(&f)
+        .unwrap_or_default()
+}
+
+#[derive(Default)]
+struct Fields {
+    message: Option<String>,
+    others: Vec<(&'static str, String)>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, format!("{value:?}"));
+    }
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "message" => self.message = Some(value),
+            name => self.others.push((name, value)),
+        }
+    }
+}
+
+fn logfmt<'a>(out: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+    for (i, (k, v)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(k);
+        out.push('=');
+        let plain = !v.is_empty()
+            && v.chars()
+                .all(|c| c > ' ' && c != '"' && c != '=' && c != '\\' && !c.is_control());
+        if plain {
+            out.push_str(v);
+        } else {
+            quote(out, v);
+        }
+    }
+}
+
+fn json<'a>(out: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+    out.push('{');
+    for (i, (k, v)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        quote(out, k);
+        out.push(':');
+        quote(out, v);
+    }
+    out.push('}');
+}
+
+/// A double-quoted string, escaped so that a value can never start a new line or field.
+fn quote(out: &mut String, v: &str) {
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logfmt_quotes_what_would_break_a_line() {
+        let mut s = String::new();
+        logfmt(
+            &mut s,
+            [
+                ("msg", "poll failed"),
+                ("gateway", "sales"),
+                ("error", "a=\"b\"\nlevel=error"),
+                ("empty", ""),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            s,
+            r#"msg="poll failed" gateway=sales error="a=\"b\"\nlevel=error" empty="""#
+        );
+    }
+
+    #[test]
+    fn json_lines_are_json() {
+        let mut s = String::new();
+        json(&mut s, [("msg", "x\"y"), ("n", "1\u{7}")].into_iter());
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["msg"], "x\"y");
+        assert_eq!(v["n"], "1\u{7}");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_milliseconds() {
+        let ts = timestamp();
+        assert_eq!(ts.len(), "2026-12-01T12:00:00.123Z".len(), "{ts}");
+        assert!(ts.ends_with('Z'));
+    }
 }

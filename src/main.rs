@@ -4,10 +4,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use whatsapp_exporter::cli::{Cli, Command};
+use whatsapp_exporter::server::Endpoints;
 use whatsapp_exporter::{config, demo, logging, webhooks, ConfigSource, Polling, RunOptions};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.version {
+        print!("{}", whatsapp_exporter::cli::version_text());
+        return ExitCode::SUCCESS;
+    }
     if let Some(Command::Completions { shell }) = cli.command {
         let mut cmd = <Cli as clap::CommandFactory>::command();
         clap_complete::generate(shell, &mut cmd, "whatsapp_exporter", &mut std::io::stdout());
@@ -18,7 +23,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if cli.config_check {
-        return check_config(&cli.config_file);
+        return check_config(&cli.config_file, cli.config_no_secrets);
     }
     // One thread runs everything: polls are waits on I/O, and a single thread spares the
     // cross-thread wake-ups and allocator contention that measured as a third of the CPU per poll
@@ -37,9 +42,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--config.check`: every problem of the file, and an exit code for scripts.
-fn check_config(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
+/// `--config.check`: every problem of the file, and an exit code for scripts; with
+/// `--config.no-secrets` the secrets it names are not read (CI has none of them).
+fn check_config(path: &std::path::Path, no_secrets: bool) -> ExitCode {
+    let loaded = if no_secrets {
+        config::load_without_secrets(path)
+    } else {
+        config::load(path)
+    };
+    match loaded {
         Ok(cfg) => {
             let (g, p) = (cfg.gateways.len(), cfg.plugchat.len());
             println!(
@@ -69,6 +80,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let opts = RunOptions {
         config,
         listen: cli.listen_address,
+        endpoints: Endpoints::new(cli.telemetry_path, cli.max_requests),
         demo: cli.demo,
         web_config: cli.web_config_file,
         polling: Polling {

@@ -26,11 +26,37 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// A client that has not sent its headers by then is dropped (slow-loris).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The endpoints' own settings from the command line.
+#[derive(Debug)]
+pub struct Endpoints {
+    /// `--web.telemetry-path`.
+    pub telemetry_path: String,
+    /// Scrapes and probes served at once (`--web.max-requests`); `None` for no limit.
+    pub scrapes: Option<Semaphore>,
+}
+
+impl Endpoints {
+    pub fn new(telemetry_path: String, max_requests: usize) -> Self {
+        Endpoints {
+            telemetry_path,
+            scrapes: (max_requests > 0).then(|| Semaphore::new(max_requests)),
+        }
+    }
+}
+
+impl Default for Endpoints {
+    /// As the command line's defaults.
+    fn default() -> Self {
+        Endpoints::new("/metrics".into(), 40)
+    }
+}
+
 /// Accepts connections until `stop`, then lets open ones finish for a moment.
 pub async fn serve(
     listener: TcpListener,
     exporter: Arc<Exporter>,
     web: Arc<WebConfig>,
+    endpoints: Arc<Endpoints>,
     stop: CancellationToken,
 ) {
     let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
@@ -53,16 +79,19 @@ pub async fn serve(
             tracing::debug!("connection limit reached; closing a new connection");
             continue;
         };
-        let (exporter, web, stop, tls) = (exporter.clone(), web.clone(), stop.clone(), tls.clone());
+        let site = Site {
+            exporter: exporter.clone(),
+            web: web.clone(),
+            endpoints: endpoints.clone(),
+        };
+        let (stop, tls) = (stop.clone(), tls.clone());
         tracker.spawn(async move {
             match tls {
-                None => serve_connection(stream, exporter, web, stop).await,
+                None => serve_connection(stream, site, stop).await,
                 Some(acceptor) => {
                     // Plain HTTP sent to a TLS port fails the handshake here and is closed.
                     match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            serve_connection(tls_stream, exporter, web, stop).await
-                        }
+                        Ok(Ok(tls_stream)) => serve_connection(tls_stream, site, stop).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -75,15 +104,19 @@ pub async fn serve(
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
 }
 
-async fn serve_connection<S>(
-    stream: S,
+/// What a connection's requests are served from.
+#[derive(Clone)]
+struct Site {
     exporter: Arc<Exporter>,
     web: Arc<WebConfig>,
-    stop: CancellationToken,
-) where
+    endpoints: Arc<Endpoints>,
+}
+
+async fn serve_connection<S>(stream: S, site: Site, stop: CancellationToken)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| handle(exporter.clone(), web.clone(), req));
+    let svc = service_fn(move |req| handle(site.clone(), req));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -100,13 +133,10 @@ async fn serve_connection<S>(
     }
 }
 
-async fn handle(
-    ex: Arc<Exporter>,
-    web: Arc<WebConfig>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+async fn handle(site: Site, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let web = site.web.clone();
     let mut resp = match authorised(&web, &req).await {
-        true => route(ex, req).await,
+        true => route(site, req).await,
         false => {
             let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
             r.headers_mut().insert(
@@ -136,31 +166,52 @@ async fn authorised(web: &WebConfig, req: &Request<Incoming>) -> bool {
     auth.check(header).await
 }
 
-async fn route(ex: Arc<Exporter>, req: Request<Incoming>) -> Response<Body> {
+async fn route(site: Site, req: Request<Incoming>) -> Response<Body> {
+    let ex = site.exporter.clone();
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    let telemetry = path == site.endpoints.telemetry_path;
+    if get && (telemetry || path == "/probe") {
+        // Past the limit a scrape is refused at once rather than queued behind renders.
+        let permit = match &site.endpoints.scrapes {
+            Some(s) => match s.try_acquire() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many scrapes at once (--web.max-requests)\n",
+                    )
+                }
+            },
+            None => None,
+        };
+        let resp = if telemetry {
+            metrics(ex, &req).await
+        } else {
+            probe(&ex, req.uri().query()).await
+        };
+        drop(permit);
+        return resp;
+    }
     let resp = match path {
-        "/metrics" if get => metrics(ex.clone(), &req).await,
-        "/probe" if get => probe(&ex, req.uri().query()).await,
         "/" if get => html(status_page::render(&ex)),
         "/-/healthy" if get => text(StatusCode::OK, "Healthy\n"),
         "/-/ready" if get => text(StatusCode::OK, "Ready\n"),
         "/-/reload" if matches!(*req.method(), Method::POST | Method::PUT) => reload(&ex).await,
-        "/metrics" | "/probe" | "/" | "/-/healthy" | "/-/ready" | "/-/reload" => {
-            let allow = if path == "/-/reload" {
-                "POST, PUT"
-            } else {
-                "GET, HEAD"
-            };
-            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-            r
-        }
+        "/-/reload" => method_not_allowed("POST, PUT"),
+        "/probe" | "/" | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
+        _ if telemetry => method_not_allowed("GET, HEAD"),
         p if p.starts_with("/webhooks/plugchat/") => ex.plugchat.handle(req).await,
         _ => text(StatusCode::NOT_FOUND, "Not Found\n"),
     };
     resp
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
 }
 
 /// Rendered on the blocking pool: at 10,000 gateways a page takes tens of milliseconds, which

@@ -45,13 +45,54 @@ fn config_check_exits_0_or_1_and_names_gateway_and_key() {
 }
 
 #[test]
-fn version_names_revision_and_build_date() {
+fn version_is_in_the_prometheus_form() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
     let v = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        v.starts_with("whatsapp_exporter ") && v.contains("revision ") && v.contains("built "),
-        "{v}"
+    let mut lines = v.lines();
+    let first = lines.next().unwrap_or("");
+    let rest = first
+        .strip_prefix(&format!(
+            "whatsapp_exporter, version {} (branch: ",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(rest.contains(", revision: ") && rest.ends_with(')'), "{v}");
+    for key in ["build user:", "build date:", "rust version:", "platform:"] {
+        assert!(
+            lines.clone().any(|l| l.trim_start().starts_with(key)),
+            "{key} missing in {v}"
+        );
+    }
+}
+
+#[test]
+fn config_check_without_secrets_lints_a_file_whose_secrets_are_elsewhere() {
+    let dir = std::env::temp_dir().join(format!("wa-nosecrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.yml");
+    std::fs::write(
+        &file,
+        "gateways:\n  - name: a\n    provider: plugzapi\n    instance: i\n    token_file: /run/secrets/not-here\n  - name: b\n    provider: greenapi\n    instance: 1\n    token: ${NOT_SET_IN_CI}\n",
+    )
+    .unwrap();
+    let check = |extra: &[&str]| {
+        let mut args = vec!["--config.check", "--config.file", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Command::new(BIN).args(args).output().unwrap()
+    };
+    assert_eq!(check(&[]).status.code(), Some(1), "the secrets are missing");
+    let out = check(&["--config.no-secrets"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::write(&file, "gateways:\n  - name: a\n    provider: plugzapi\n    instance: i\n    token_file: /x\n    tokn: typo\n").unwrap();
+    let out = check(&["--config.no-secrets"]);
+    assert_eq!(out.status.code(), Some(1), "a wrong key is still an error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tokn"));
 }
 
 /// SIGTERM ends the demo (gateways, webhooks, server) promptly and cleanly.

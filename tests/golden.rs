@@ -175,7 +175,7 @@ fn normalise(text: &str) -> String {
         } else if timestamp.iter().any(|t| line.starts_with(t)) {
             with_value(line, "1795000000")
         } else if line.starts_with("whatsapp_exporter_build_info{") {
-            "whatsapp_exporter_build_info{revision=\"REVISION\",rustc_version=\"RUSTC\",version=\"VERSION\"} 1".to_string()
+            "whatsapp_exporter_build_info{branch=\"BRANCH\",revision=\"REVISION\",rustversion=\"RUSTC\",version=\"VERSION\"} 1".to_string()
         } else {
             line.to_string()
         };

@@ -1223,10 +1223,11 @@ async fn demo_posts_all_seven_events() {
     assert!(matches!(config, ConfigSource::Fixed(_)));
     let running = whatsapp_exporter::start(RunOptions {
         config,
-        listen: "127.0.0.1:0".into(),
+        listen: vec!["127.0.0.1:0".into()],
         demo: true,
         web_config: None,
         polling: Default::default(),
+        endpoints: Default::default(),
     })
     .await
     .unwrap();

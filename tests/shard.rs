@@ -80,5 +80,10 @@ async fn without_background_polling_only_probes_poll() {
     assert_eq!(code, 200);
     assert!(body.contains("whatsapp_up{gateway=\"gw-1\",provider=\"plugzapi\"} 1"));
     assert_eq!(mock.hits(), 1);
+    // As with blackbox_exporter, /metrics is then the exporter's own: the probe job alone has
+    // the gateway series, and a self-scrape job never repeats them.
+    let own = ex.metrics().await;
+    assert!(!own.contains("whatsapp_up{"), "{own}");
+    assert!(own.contains("whatsapp_exporter_build_info{"), "{own}");
     ex.stop().await;
 }

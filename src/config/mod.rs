@@ -79,15 +79,41 @@ impl ConfigError {
     }
 }
 
+/// Whether the secrets a file names are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Read,
+    /// `--config.no-secrets`: `*_file` keys are not opened and `${VAR}` in secret keys is not
+    /// looked up (a CI job lints the file without them); everything else is checked as usual.
+    Skip,
+}
+
+/// The value a skipped secret stands in with: long enough for every length check.
+const UNREAD_SECRET: &str = "unread-secret-unread-secret-unread";
+
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    parse(&read(path)?, &|name| std::env::var(name).ok())
+}
+
+/// Validates a configuration file without its secrets (`--config.check --config.no-secrets`);
+/// an unset variable in a non-secret key (a URL) is not an error either.
+pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or(Some("https://unset.invalid".into()))
+    };
+    parse_with(&read(path)?, &env, Secrets::Skip)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigError::one(format!(
             "cannot read {}: {e} (pass --config.file, or try --demo to run without a configuration)",
             path.display()
         ))
-    })?;
-    parse(&text, &|name| std::env::var(name).ok())
+    })
 }
 
 // ---- raw shapes, as written in the file ----
@@ -148,6 +174,11 @@ type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Parses a configuration from text; `env` resolves `${VAR}` references.
 pub fn parse(text: &str, env: Env) -> Result<Config, ConfigError> {
+    parse_with(text, env, Secrets::Read)
+}
+
+/// Parses a configuration from text, reading its secrets or not.
+pub fn parse_with(text: &str, env: Env, secrets: Secrets) -> Result<Config, ConfigError> {
     let text = if text.trim().is_empty() { "{}" } else { text };
     let raw: RawConfig =
         serde_yaml_ng::from_str(text).map_err(|e| ConfigError::one(describe_yaml_error(&e)))?;
@@ -157,7 +188,7 @@ pub fn parse(text: &str, env: Env) -> Result<Config, ConfigError> {
     let mut gateways = Vec::new();
     let mut names = HashSet::new();
     for (i, value) in raw.gateways.unwrap_or_default().into_iter().enumerate() {
-        let mut ctx = Ctx::gateway(i, &value);
+        let mut ctx = Ctx::gateway(i, &value, secrets);
         if let Some(name) = value.get("name").and_then(|v| v.as_str()) {
             if !names.insert(name.to_string()) {
                 ctx.err("name", format!("duplicate gateway name {name:?}"));
@@ -173,7 +204,7 @@ pub fn parse(text: &str, env: Env) -> Result<Config, ConfigError> {
     let mut accounts = HashSet::new();
     let hooks = raw.webhooks.unwrap_or_default().plugchat;
     for (i, value) in hooks.into_iter().enumerate() {
-        let mut ctx = Ctx::named("webhooks.plugchat", i, &value, "account");
+        let mut ctx = Ctx::named("webhooks.plugchat", i, &value, "account", secrets);
         if let Some(name) = value.get("account").and_then(|v| v.as_str()) {
             if !accounts.insert(name.to_string()) {
                 ctx.err("account", format!("duplicate account {name:?}"));
@@ -231,14 +262,21 @@ struct Ctx {
     errors: Vec<String>,
     /// Keys already reported, so that one mistake is told once.
     failed: HashSet<String>,
+    secrets: Secrets,
 }
 
 impl Ctx {
-    fn gateway(i: usize, value: &serde_yaml_ng::Value) -> Self {
-        Self::named("gateways", i, value, "name")
+    fn gateway(i: usize, value: &serde_yaml_ng::Value, secrets: Secrets) -> Self {
+        Self::named("gateways", i, value, "name", secrets)
     }
 
-    fn named(list: &str, i: usize, value: &serde_yaml_ng::Value, key: &str) -> Self {
+    fn named(
+        list: &str,
+        i: usize,
+        value: &serde_yaml_ng::Value,
+        key: &str,
+        secrets: Secrets,
+    ) -> Self {
         let prefix = match value.get(key).and_then(|v| v.as_str()) {
             Some(name) => format!("{list}[{i}] ({name})"),
             None => format!("{list}[{i}]"),
@@ -247,6 +285,7 @@ impl Ctx {
             prefix,
             errors: Vec::new(),
             failed: HashSet::new(),
+            secrets,
         }
     }
 
@@ -289,6 +328,19 @@ impl Ctx {
             (Some(_), Some(_)) => {
                 self.err(key, format!("set either {key} or {key}_file, not both"));
                 None
+            }
+            (Some(v), None) if self.secrets == Secrets::Skip => {
+                // The reference is still checked for its syntax.
+                match expand_env(&v, &|_| Some(String::new())) {
+                    Ok(_) => Some(Secret::new(UNREAD_SECRET.into())),
+                    Err(e) => {
+                        self.err(key, e);
+                        None
+                    }
+                }
+            }
+            (None, Some(_)) if self.secrets == Secrets::Skip => {
+                Some(Secret::new(UNREAD_SECRET.into()))
             }
             (Some(v), None) => match expand_env(&v, env) {
                 Ok(v) if v.is_empty() => {
@@ -703,6 +755,17 @@ gateways:
             struct_fields::<RawGlobal>(),
             ["interval", "timeout", "max_concurrent_polls"]
         );
+    }
+
+    #[test]
+    fn secrets_can_be_left_unread() {
+        let yaml = "gateways:\n  - name: a\n    provider: plugzapi\n    url: ${GW_URL}\n    instance: i\n    token_file: /nonexistent/token\n  - name: b\n    provider: cloudapi\n    phone_number_id: 1\n    token: ${UNSET_TOKEN}\n    tokn: typo\n";
+        let errs = parse_with(yaml, &|_| Some("https://x".into()), Secrets::Skip)
+            .unwrap_err()
+            .0;
+        assert_eq!(errs.len(), 1, "only the typo, not the secrets: {errs:?}");
+        assert!(errs[0].contains("tokn"), "{errs:?}");
+        assert!(errors(yaml).len() > 1, "read, the secrets are errors too");
     }
 
     #[test]

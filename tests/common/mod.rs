@@ -223,10 +223,11 @@ impl Exporter {
             .unwrap();
         let running = whatsapp_exporter::start(RunOptions {
             config: ConfigSource::File(config_path.clone()),
-            listen: "127.0.0.1:0".into(),
+            listen: vec!["127.0.0.1:0".into()],
             demo: false,
             web_config,
             polling,
+            endpoints: Default::default(),
         })
         .await
         .map_err(|e| e.to_string())?;
