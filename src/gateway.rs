@@ -80,7 +80,11 @@ impl Gateway {
 
     /// Polls the gateway once, within its timeout, and records the outcome.
     pub async fn poll(&self) -> Result<(), PollError> {
-        let timeout = self.config.timeout;
+        self.poll_within(self.config.timeout).await
+    }
+
+    /// Polls once within `timeout` (a probe may have less time than the configured timeout).
+    pub async fn poll_within(&self, timeout: Duration) -> Result<(), PollError> {
         let start = Instant::now();
         let result = match tokio::time::timeout(timeout, self.source.poll(timeout)).await {
             Ok(r) => r,
@@ -144,6 +148,21 @@ impl Gateway {
     pub fn rerender(&self) {
         let st = self.state();
         self.render(&st);
+    }
+
+    /// Any text with this gateway's secrets masked, for what is shown of a poll.
+    pub fn mask(&self, text: &str) -> String {
+        self.config
+            .settings
+            .secrets()
+            .into_iter()
+            .map(|s| s.expose())
+            .filter(|s| s.len() >= 4)
+            .fold(text.to_string(), |t, s| {
+                // A token sits percent-encoded in a URL path.
+                let encoded = crate::http::path_segment(s);
+                t.replace(s, "<redacted>").replace(&encoded, "<redacted>")
+            })
     }
 
     /// Defence in depth: whatever built the error, no secret of this gateway leaves in it.

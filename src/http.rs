@@ -35,10 +35,62 @@ impl Answer {
     }
 }
 
+/// One request as `/probe?debug=true` tells it. The URL holds tokens in its path for some
+/// providers: whoever prints it masks the gateway's secrets first.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub method: String,
+    pub url: String,
+    pub status: Option<u16>,
+    pub bytes: usize,
+    pub took: Duration,
+    pub error: Option<String>,
+}
+
+tokio::task_local! {
+    /// The exchanges of the poll being traced, when one is.
+    static TRACE: std::cell::RefCell<Vec<Exchange>>;
+}
+
+/// Runs `f` and returns, beside its output, every request that `fetch` made inside it.
+pub async fn traced<F: std::future::Future>(f: F) -> (F::Output, Vec<Exchange>) {
+    TRACE
+        .scope(std::cell::RefCell::new(Vec::new()), async move {
+            let out = f.await;
+            let trace = TRACE.with(|t| t.take());
+            (out, trace)
+        })
+        .await
+}
+
 /// Sends a request and reads its answer, refusing bodies over [`MAX_BODY`] without buffering them.
 pub async fn fetch(req: reqwest::RequestBuilder, timeout: Duration) -> Result<Answer, PollError> {
-    let mut resp = req
-        .send()
+    let (client, request) = req.build_split();
+    let request = request.map_err(|e| PollError::from_reqwest(e, timeout))?;
+    let (method, url) = (request.method().to_string(), request.url().to_string());
+    let start = std::time::Instant::now();
+    let result = send(client, request, timeout).await;
+    // Outside a traced poll this is a look-up that finds nothing.
+    let _ = TRACE.try_with(|t| {
+        t.borrow_mut().push(Exchange {
+            method,
+            url,
+            status: result.as_ref().ok().map(|a| a.status.as_u16()),
+            bytes: result.as_ref().map_or(0, |a| a.body.len()),
+            took: start.elapsed(),
+            error: result.as_ref().err().map(|e| e.to_string()),
+        })
+    });
+    result
+}
+
+async fn send(
+    client: reqwest::Client,
+    request: reqwest::Request,
+    timeout: Duration,
+) -> Result<Answer, PollError> {
+    let mut resp = client
+        .execute(request)
         .await
         .map_err(|e| PollError::from_reqwest(e, timeout))?;
     let status = resp.status();

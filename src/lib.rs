@@ -17,7 +17,7 @@
 //! 4. The runtime: [`gateway`] (a configured gateway's state and rendered series), [`scheduler`]
 //!    (one poll schedule per gateway), [`consumer`] (the Green API queue), [`metrics`] (the
 //!    exporter's own registry and `/metrics`), [`exporter`] (all of it, reloadable).
-//! 5. The edge: [`server`] and [`status_page`] (the HTTP endpoints), [`demo`] (`--demo`), [`app`]
+//! 5. The edge: [`server`], [`probe`] and [`status_page`] (the HTTP endpoints), [`demo`] (`--demo`), [`app`]
 //!    (the exporter and its server started as one), [`cli`] (flags and subcommands). `main.rs`
 //!    holds only what parses them and runs.
 
@@ -36,6 +36,7 @@ pub mod json;
 pub mod labels;
 pub mod logging;
 pub mod metrics;
+pub mod probe;
 pub mod provider;
 pub mod providers;
 pub mod respond;

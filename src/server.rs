@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::exporter::{Exporter, SHUTDOWN_GRACE};
-use crate::exposition;
 use crate::respond::{html, text, Body, METRICS_CONTENT_TYPE};
 use crate::status_page;
 use crate::web_config::WebConfig;
@@ -188,7 +187,7 @@ async fn route(site: Site, req: Request<Incoming>) -> Response<Body> {
         let resp = if telemetry {
             metrics(ex, &req).await
         } else {
-            probe(&ex, req.uri().query()).await
+            crate::probe::handle(&ex, req.uri().query(), req.headers()).await
         };
         drop(permit);
         return resp;
@@ -249,31 +248,6 @@ fn accepts_gzip(req: &Request<Incoming>) -> bool {
             let mut parts = e.split(';').map(str::trim);
             parts.next() == Some("gzip") && !parts.any(|p| p == "q=0")
         })
-}
-
-/// `/probe?target=NAME`: polls the gateway now and answers with its series alone.
-async fn probe(ex: &Exporter, query: Option<&str>) -> Response<Body> {
-    let target = query.and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "target")
-            .map(|(_, v)| v.into_owned())
-    });
-    let Some(target) = target.filter(|t| !t.is_empty()) else {
-        return text(StatusCode::BAD_REQUEST, "target parameter is missing\n");
-    };
-    let Some(gw) = ex.gateway(&target) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "unknown target: name a configured gateway\n",
-        );
-    };
-    let _ = gw.poll().await;
-    let frag = gw.fragment();
-    let mut out = Vec::with_capacity(frag.text_len() + 2048);
-    let own = crate::providers::families(gw.config.provider);
-    // Writing into a Vec cannot fail.
-    let _ = exposition::render(&mut out, &[own], std::iter::once(&*frag));
-    crate::respond::metrics(out)
 }
 
 async fn reload(ex: &Exporter) -> Response<Body> {

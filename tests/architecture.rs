@@ -35,7 +35,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         "runtime",
         &["gateway", "scheduler", "consumer", "metrics", "exporter"],
     ),
-    ("edge", &["server", "status_page", "demo", "app", "cli"]),
+    (
+        "edge",
+        &["server", "probe", "status_page", "demo", "app", "cli"],
+    ),
     ("crate", &["lib"]),
 ];
 
