@@ -48,7 +48,7 @@ import sys
 out_rules = sys.argv[1]
 errors = []
 
-RUNBOOK = "https://github.com/whatsapp-exporter/whatsapp_exporter/blob/main/README.md#runbook-"
+RUNBOOK = "https://github.com/whatsapp-exporter/whatsapp_exporter/blob/main/docs/runbooks.md#"
 SEVERITIES = {"critical", "warning", "info"}
 DS_REF = {"type": "prometheus", "uid": "${datasource}"}
 
