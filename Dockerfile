@@ -6,7 +6,8 @@
 #   docker run --rm -p 10070:10070 whatsapp_exporter --demo      # no account needed: http://localhost:10070/
 #
 # Configuration and secrets are mounted at run time, never baked into the image:
-#   - the configuration file at /etc/whatsapp_exporter/whatsapp_exporter.yml (the default CMD below);
+#   - the configuration file at /etc/whatsapp_exporter/whatsapp_exporter.yml (the default CMD below;
+#     deploy/whatsapp_exporter.yml is an example to start from);
 #   - `token: ${VAR}` secrets as environment variables (docker run --env-file, a Kubernetes Secret
 #     through env valueFrom.secretKeyRef, compose `env_file:`), never as command-line flags;
 #   - `token_file:` / `password_file:` secrets as read-only files, e.g. under /run/secrets/ (docker/compose

@@ -48,7 +48,7 @@ import sys
 out_rules = sys.argv[1]
 errors = []
 
-RUNBOOK = "https://github.com/whatsapp-exporter/whatsapp_exporter/blob/main/README.md#runbook-"
+RUNBOOK = "https://github.com/whatsapp-exporter/whatsapp_exporter/blob/main/docs/runbooks.md#"
 SEVERITIES = {"critical", "warning", "info"}
 DS_REF = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -162,6 +162,31 @@ def panels_of(dash):
             yield sub
 
 
+SELECTOR_RE = re.compile(r'(?<![\w"$:.])((?:whatsapp|process)_[a-z0-9_]+)(\{[^}]*\})?')
+
+
+def job_instance(where, expr):
+    """Every metric selector filters on the job and instance variables (HA pairs, several exporters)."""
+    for m in SELECTOR_RE.finditer(expr):
+        sel = m.group(2) or ""
+        if 'job=~"$job"' not in sel or 'instance=~"$instance"' not in sel:
+            errors.append(f"{where}: {m.group(0)} does not filter on job=~\"$job\" and instance=~\"$instance\"")
+
+
+def md_anchors(path):
+    out = set()
+    for line in open(path):
+        if line.startswith("#"):
+            a = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            out.add(a)
+    return out
+
+
+RUNBOOK_ANCHORS = md_anchors("docs/runbooks.md")
+for name in sorted(alerts):
+    if name.lower() not in RUNBOOK_ANCHORS:
+        errors.append(f"docs/runbooks.md: no heading for the alert {name}")
+
 queries = []
 dash_files = sorted(glob.glob("dashboards/*.json"))
 if not dash_files:
@@ -188,12 +213,26 @@ for path in dash_files:
     ds = variables.get("datasource")
     if not ds or ds.get("type") != "datasource" or ds.get("query") != "prometheus":
         errors.append(f"{path}: needs a variable 'datasource' of type datasource, query prometheus")
-    for name in ("gateway", "provider"):
+    for name in ("job", "instance", "gateway", "provider"):
         v = variables.get(name)
         if not v or v.get("type") != "query":
             errors.append(f"{path}: needs a query variable {name!r}")
         elif not (v.get("multi") and v.get("includeAll")):
             errors.append(f"{path}: variable {name!r} must be multi-value with 'All'")
+    # A variable whose query fixes a label to a literal regex (provider=~"plugzapi|zapi") must not let
+    # its "All" value widen it: All is that regex (or the list of values), never ".*".
+    for name, v in variables.items():
+        if v.get("type") != "query":
+            continue
+        q = v.get("query")
+        q = q.get("query", "") if isinstance(q, dict) else (q or "")
+        m = re.search(rf'\b{re.escape(name)}=~?"([^"$]+)"', q)
+        if m and v.get("allValue") not in (None, "", m.group(1)):
+            errors.append(f"{path}: variable {name!r}: All is {v.get('allValue')!r}, which overrides "
+                          f"the filter {name}=~{m.group(1)!r} of its query")
+    sp = variables.get("status_page")
+    if not sp or sp.get("type") not in ("textbox", "constant") or not str(sp.get("query", "")).startswith("http"):
+        errors.append(f"{path}: needs a textbox variable 'status_page' with the exporter's status page URL")
 
     # Every datasource reference anywhere is the variable; no other datasource uid.
     for where, node in walk(dash):
@@ -224,9 +263,30 @@ for path in dash_files:
                 errors.append(f"{title} target {t.get('refId')}: empty expr")
                 continue
             queries.append((f"{title} target {t.get('refId')}", t["expr"]))
+            job_instance(f"{title} target {t.get('refId')}", t["expr"])
+        # Each row's panels link to the runbook of what the row shows and to the status page.
+        if p.get("type") != "row":
+            urls = [l.get("url", "") for l in p.get("links", [])]
+            books = [u for u in urls if u.startswith(RUNBOOK)]
+            if not books:
+                errors.append(f"{title}: no link to a runbook ({RUNBOOK}<anchor>)")
+            for u in books:
+                if u[len(RUNBOOK):] not in RUNBOOK_ANCHORS:
+                    errors.append(f"{title}: link {u}: no such heading in docs/runbooks.md")
+            if "${status_page:raw}" not in urls:
+                errors.append(f"{title}: no link to the exporter's status page (${{status_page:raw}})")
     for a in dash.get("annotations", {}).get("list", []):
         if a.get("expr"):
             queries.append((f"{path}: annotation {a.get('name')!r}", a["expr"]))
+            job_instance(f"{path}: annotation {a.get('name')!r}", a["expr"])
+            # Marks every change whatever the scrape interval: the latest value against the latest
+            # value one step earlier, not changes() over a window that may hold a single sample.
+            if "offset $__interval" not in a["expr"]:
+                errors.append(f"{path}: annotation {a.get('name')!r}: compare with `offset $__interval`")
+    conn = [a for a in dash.get("annotations", {}).get("list", []) if a.get("name") == "Connection changes"]
+    for a in conn:
+        if "whatsapp_connected_changes_total" not in a.get("expr", ""):
+            errors.append(f"{path}: annotation 'Connection changes' must count whatsapp_connected_changes_total")
     for name, v in variables.items():
         if v.get("type") != "query":
             continue

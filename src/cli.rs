@@ -63,8 +63,8 @@ pub struct Cli {
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
 
-    /// Poll only this replica's share of the gateways: i/n, 0 <= i < n (rendezvous hashing of the
-    /// gateway names; the other replicas take the rest).
+    /// Poll only this replica's share of the gateways, i/n with 0 <= i < n: exactly the gateways
+    /// that Prometheus's hashmod relabelling with modulus n over the gateway name sends to shard i.
     #[arg(long = "shard", value_name = "I/N")]
     pub shard: Option<crate::shard::Shard>,
 

@@ -87,3 +87,28 @@ async fn without_background_polling_only_probes_poll() {
     assert!(own.contains("whatsapp_exporter_build_info{"), "{own}");
     ex.stop().await;
 }
+
+/// `--shard i/n` owns what Prometheus' `hashmod` (modulus n) sends to shard i. The expected shards
+/// were computed independently with Python's hashlib, as Prometheus' model/relabel/relabel.go does:
+/// `int.from_bytes(hashlib.md5(name.encode()).digest()[8:], "big") % n`.
+#[test]
+fn shards_agree_with_prometheus_hashmod() {
+    let vectors: [(&str, [u32; 3]); 8] = [
+        ("sales", [0, 0, 5]),
+        ("support", [0, 0, 4]),
+        ("brand", [1, 2, 6]),
+        ("helpdesk", [0, 2, 5]),
+        ("onprem", [0, 1, 6]),
+        ("gateway-0", [1, 2, 5]),
+        ("gw-1", [1, 2, 1]),
+        ("a", [1, 1, 2]),
+    ];
+    for (name, shards) in vectors {
+        for (count, want) in [2, 3, 7].into_iter().zip(shards) {
+            let owners: Vec<u32> = (0..count)
+                .filter(|&index| Shard { index, count }.owns(name))
+                .collect();
+            assert_eq!(owners, vec![want], "{name} with n={count}");
+        }
+    }
+}

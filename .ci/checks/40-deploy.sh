@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The deployment files (issue 9): Dockerfile and .dockerignore, the systemd unit, the Kubernetes
+# The deployment files: Dockerfile and .dockerignore, the systemd unit, the Kubernetes
 # manifests and their generated PrometheusRule, the compose stack, and the Prometheus scrape examples.
 #
 #   bash .ci/checks/40-deploy.sh       (from anywhere; CI runs it after `cargo build --release`)
@@ -375,6 +375,67 @@ for e in errors:
     print("ERROR:", e, file=sys.stderr)
 sys.exit(1 if errors else 0)
 PY
+}
+
+# ------------------------------------------------------------------------------------------ example configuration
+# deploy/whatsapp_exporter.yml passes --config.check with the variables of env.example; every ${VAR} it
+# names is in env.example; gateways.json and the ConfigMap list the same gateways; every file that an
+# install step of deploy/, the Dockerfile or docs/deployment.md copies from the repository exists.
+example_config() {
+  python3 - "$tmp" <<'PY'
+import glob, json, os, re, sys
+import yaml
+tmp = sys.argv[1]
+errors = []
+example = open("deploy/whatsapp_exporter.yml").read()
+env_names = set(re.findall(r"(?m)^#?([A-Z][A-Z0-9_]*)=", open("deploy/systemd/env.example").read()))
+used = set(re.findall(r"\$\{(\w+)\}", re.sub(r"(?m)#.*$", "", example)))
+for var in sorted(used - env_names):
+    errors.append(f"deploy/whatsapp_exporter.yml: ${{{var}}} is not in deploy/systemd/env.example")
+with open(f"{tmp}/example.env", "w") as f:
+    f.writelines(f"{v}=placeholder-value-for-the-config-check\n" for v in sorted(used))
+names = [g["name"] for g in yaml.safe_load(example)["gateways"]]
+sd = [t for g in json.load(open("deploy/prometheus/gateways.json")) for t in g["targets"]]
+if sorted(sd) != sorted(names):
+    errors.append(f"deploy/prometheus/gateways.json {sorted(sd)} != the gateways of deploy/whatsapp_exporter.yml {sorted(names)}")
+cm = next(d for d in yaml.safe_load_all(open("deploy/kubernetes/configmap.yaml")) if d and d.get("kind") == "ConfigMap")
+cm_names = [g["name"] for g in yaml.safe_load(cm["data"]["whatsapp_exporter.yml"])["gateways"]]
+if sorted(cm_names) != sorted(names):
+    errors.append(f"deploy/kubernetes/configmap.yaml gateways {sorted(cm_names)} != deploy/whatsapp_exporter.yml {sorted(names)}")
+# Variables named anywhere in deploy/ and docs/ are the env.example ones (or the exporter's own).
+for path in sorted(glob.glob("deploy/**/*", recursive=True) + glob.glob("docs/*.md") + ["README.md"]):
+    if os.path.isdir(path) or path.endswith((".json", ".png")):
+        continue
+    for var in set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", open(path).read())):
+        if var not in env_names and var != "VAR":
+            errors.append(f"{path}: ${{{var}}} is not one of the names of deploy/systemd/env.example")
+# `install ... SRC DEST` lines and Documentation links name files that exist.
+for path in ["deploy/systemd/whatsapp_exporter.service", "deploy/systemd/env.example", "Dockerfile",
+             "docs/deployment.md", "deploy/whatsapp_exporter.yml", "README.md"]:
+    for line in open(path):
+        m = re.search(r"(?:^|[\s#`])install\s+(.*)", line)
+        if not m:
+            continue
+        words, args = m.group(1).split("#")[0].split(), []
+        while words:
+            w = words.pop(0)
+            if w in ("-m", "-o", "-g", "-t"):
+                words = words[1:]
+            elif w.startswith("-"):
+                args.append(w)
+            else:
+                args.append(w)
+        if "-d" in args:
+            continue  # creates directories
+        for src in [a for a in args if not a.startswith("-")][:-1]:
+            if not src.startswith(("/", "$", "target/")) and not os.path.exists(src):
+                errors.append(f"{path}: install step copies {src}, which is not in the repository")
+print(f"example configuration: {len(names)} gateways, {len(used)} variables, gateways.json and the ConfigMap agree")
+for e in errors:
+    print("ERROR:", e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+  (set -a; . "$tmp/example.env"; set +a; "$BIN" --config.check --config.file deploy/whatsapp_exporter.yml)
 }
 
 # ------------------------------------------------------------------------------------------ Kubernetes
@@ -886,9 +947,11 @@ cfg.pop("rule_files", None)
 cfg["global"]["scrape_interval"] = "1s"
 for job in cfg["scrape_configs"]:
     job["scrape_interval"], job["scrape_timeout"] = "1s", "1s"
-    for sd in job["file_sd_configs"]:
+    for sd in job.get("file_sd_configs", []):
         sd["files"], sd["refresh_interval"] = [f"{out}/gateways.json"], "1s"
-    for rc in job["relabel_configs"]:
+    for sc in job.get("static_configs", []):  # the self-scrape job: the exporter itself
+        sc["targets"] = [f"127.0.0.1:{exp_port}"]
+    for rc in job.get("relabel_configs", []):
         if rc.get("target_label") == "__address__":
             rc["replacement"] = f"127.0.0.1:{exp_port}"
 yaml.safe_dump(cfg, open(f"{out}/prometheus.yml", "w"), sort_keys=False)
@@ -905,7 +968,8 @@ import yaml
 name, prom_port, exp_port, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 info = json.load(open(f"{out}/names.json"))
 cfg = yaml.safe_load(open(f"deploy/prometheus/{name}.yml"))
-job = cfg["scrape_configs"][0]
+job = next(j for j in cfg["scrape_configs"] if j.get("metrics_path") == "/probe")
+selfs = [j for j in cfg["scrape_configs"] if j.get("metrics_path", "/metrics") == "/metrics"]
 api = f"http://127.0.0.1:{prom_port}/api/v1"
 
 def query(q):
@@ -950,6 +1014,23 @@ for r in series:
     if m.get("gateway") != m.get("instance"):
         errors.append(f"{m['__name__']}: gateway {m.get('gateway')!r} vs instance {m.get('instance')!r}")
         break
+# The self-scrape job: the exporter's own metrics, and no per-gateway series (the probe job has them).
+if len(selfs) != 1:
+    errors.append(f"{name}.yml: want one self-scrape job of the exporter's /metrics, found {len(selfs)}")
+else:
+    sj = selfs[0]["job_name"]
+    deadline = time.time() + 30
+    while True:
+        own = query(f'up{{job="{sj}"}} == 1')
+        if own or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    if not own:
+        errors.append(f"{name}.yml: self-scrape job {sj}: not up")
+    if query(f'{{job="{sj}", gateway!=""}}'):
+        errors.append(f"{name}.yml: self-scrape job {sj} keeps per-gateway series")
+    if not query(f'whatsapp_exporter_build_info{{job="{sj}"}}'):
+        errors.append(f"{name}.yml: self-scrape job {sj} has no whatsapp_exporter_build_info")
 print(f"{name}.yml live: {len(up)} of {len(info['names'])} targets kept as expected, "
       f"{len(series)} whatsapp_* series with gateway = instance and no exported_* label")
 for e in errors:
@@ -970,6 +1051,7 @@ step "Dockerfile: cargo check --locked of the build context" dockerfile_cargo_co
 step "exporter binary ($BIN)" binary_present
 step "exporter --demo: the endpoints the deployments use, SIGHUP" binary_demo_smoke
 step "systemd: systemd-analyze verify and security, required settings" systemd_unit
+step "example configuration: --config.check, variable names, gateways.json and the ConfigMap" example_config
 step "Kubernetes: kubernetes-validate --strict (${K8S_VERSIONS[*]})" k8s_validate
 step "Kubernetes: CRDs (ServiceMonitor, PrometheusRule) and cross-references" k8s_static
 step "Kubernetes: PrometheusRule is up to date with alerts/*.rules.yml" k8s_prometheusrule_drift

@@ -16,11 +16,21 @@ What it does:
      ones that return no data; at least half must return data),
   5. makes the mock gateway fail with HTTP 500 and waits for WhatsAppGatewayDown{gateway="e2e"} to
      fire, then lets it recover and waits for the alert to clear,
-  6. checks that the gateway token never shows in /metrics, /probe, / or the exporter's log.
+  6. checks that the gateway token never shows in /metrics, /probe, / or the exporter's log,
+  7. runs each shipped deploy/prometheus/*.yml (background.yml, probe.yml, probe-sharded.yml) as it
+     is, with only the exporter's address pointed at 127.0.0.1 and the intervals shortened, against the
+     exporter started with the example configuration deploy/whatsapp_exporter.yml (its gateway URLs
+     pointed at healthy mock gateways) and the shipped gateways.json: every target must be up, every
+     gateway counted once, and no alert pending or firing (rules with every `for:` at 0s),
+  8. compares sharding on both sides for 1,000 gateway names and n = 2, 3 and 7: the targets that
+     Prometheus' `hashmod` relabelling assigns to each shard (/api/v1/targets), a re-implementation of
+     that rule in Python (MD5, last 8 bytes big-endian, modulo n), and the gateways that the exporter
+     started with `--shard i/n` owns (its status page lists them).
 
 Prints one line per check and finally `e2e: N passed, M failed`; exits 1 if anything failed.
 Set E2E_KEEP=1 to keep the temporary directory (configs, logs, TSDB).
 """
+import hashlib
 import http.server
 import json
 import os
@@ -435,6 +445,308 @@ scrape_configs:
     res.check(cleared, "WhatsAppGatewayDown clears within 30s of the recovery")
 
 
+# ------------------------------------------------------------------------------------------------
+# the shipped deploy/prometheus/*.yml against the example configuration
+# ------------------------------------------------------------------------------------------------
+EXAMPLE_TOKEN = "e2e-example-token-0f3a"
+EXAMPLE_ENV = {
+    "PLUGZAPI_TOKEN": EXAMPLE_TOKEN,
+    "GREENAPI_TOKEN": EXAMPLE_TOKEN,
+    "META_SYSTEM_USER_TOKEN": EXAMPLE_TOKEN,
+    "PLUGCHAT_SECRET": "e2e-plugchat-secret-0123456789abcdef",
+}
+
+
+class HealthyGateways:
+    """One mock on 127.0.0.1 answering as a healthy gateway of each provider of the example config.
+
+    The answers follow the providers' documented responses:
+    - PlugzAPI / Z-API status: https://developer.z-api.io/en/instance/status
+      (`connected`, `error` "You are already connected.", `smartphoneConnected`; plus `session`).
+    - Green API getStateInstance: https://green-api.com/en/docs/api/account/GetStateInstance
+      (`{"stateInstance": "authorized"}`).
+    - Cloud API phone number fields (status, quality_rating, name_status, code_verification_status,
+      throughput, messaging_limit_tier): the Graph phone number node as proxied in
+      https://docs.kapso.ai/api/meta/whatsapp/phone-numbers/get-phone-number-details.md; health_status as
+      in https://docs.360dialog.com/docs/waba-basics/waba-integration/messaging-health-status.
+    """
+
+    PLUGZAPI = {"connected": True, "session": True, "error": "You are already connected.",
+                "smartphoneConnected": True}
+    GREENAPI = {"stateInstance": "authorized"}
+
+    def __init__(self, token):
+        self.requests = {}
+        mock = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server API)
+                path = self.path.split("?")[0]
+                m = re.fullmatch(r"/instances/([^/]+)/token/([^/]+)/status", path)
+                if m:
+                    return self._answer("plugzapi", m.group(2) == token, HealthyGateways.PLUGZAPI)
+                m = re.fullmatch(r"/waInstance([^/]+)/getStateInstance/([^/]+)", path)
+                if m:
+                    return self._answer("greenapi", m.group(2) == token, HealthyGateways.GREENAPI)
+                m = re.fullmatch(r"/v\d+\.\d+/(\d+)", path)
+                if m:
+                    ok = self.headers.get("Authorization") == f"Bearer {token}"
+                    return self._answer("cloudapi", ok, {
+                        "status": "CONNECTED", "quality_rating": "GREEN", "name_status": "APPROVED",
+                        "code_verification_status": "VERIFIED", "throughput": {"level": "STANDARD"},
+                        "messaging_limit_tier": "TIER_1K", "id": m.group(1),
+                        "health_status": {"can_send_message": "AVAILABLE", "entities": [
+                            {"entity_type": "PHONE_NUMBER", "id": m.group(1), "can_send_message": "AVAILABLE"},
+                            {"entity_type": "WABA", "id": "102290129340398", "can_send_message": "AVAILABLE"}]}})
+                self._send(404, {"error": "not found"})
+
+            def _answer(self, provider, authorized, body):
+                mock.requests[provider] = mock.requests.get(provider, 0) + 1
+                if not authorized:
+                    return self._send(401, {"error": "unauthorized"})
+                self._send(200, body)
+
+            def _send(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def example_config(mock_port):
+    """deploy/whatsapp_exporter.yml with every gateway's url at the mock and 1s intervals."""
+    with open(os.path.join(REPO, "deploy", "whatsapp_exporter.yml")) as f:
+        text = f.read()
+    names = re.findall(r"(?m)^  - name: (\S+)", text)
+    text = re.sub(r"(?m)^    url: .*\n", "", text)
+    text = re.sub(r"(?m)^(    provider: \S+.*\n)", rf"\1    url: http://127.0.0.1:{mock_port}\n", text)
+    text = re.sub(r"(?m)^(\s+)interval: \S+", r"\1interval: 1s", text)
+    text = re.sub(r"(?m)^(\s+)timeout: \S+", r"\1timeout: 1s", text)
+    return text, names
+
+
+def gateways_json_names():
+    with open(os.path.join(REPO, "deploy", "prometheus", "gateways.json")) as f:
+        return [t for g in json.load(f) for t in g["targets"]]
+
+
+def shipped_prometheus_config(name, exporter_addr, dest_dir):
+    """deploy/prometheus/NAME.yml as shipped, with the exporter's address at 127.0.0.1 and 1s intervals,
+    laid out under dest_dir at the same relative places as in the repository, so that its relative
+    `rule_files` (the rules, every `for:` 0s) and `files: [gateways.json]` hold unchanged."""
+    with open(os.path.join(REPO, "deploy", "prometheus", f"{name}.yml")) as f:
+        text = f.read()
+    text = re.sub(r"whatsapp-exporter(-\d+|-\$1)?(\.whatsapp-exporter|\.example\.internal):10070",
+                  exporter_addr, text)
+    for key in ("scrape_interval", "scrape_timeout", "evaluation_interval", "refresh_interval"):
+        text = re.sub(rf"(?m)^(\s+){key}: \S+", rf"\g<1>{key}: 1s", text)
+    pdir = os.path.join(dest_dir, "deploy", "prometheus")
+    os.makedirs(pdir, exist_ok=True)
+    shutil.copy(os.path.join(REPO, "deploy", "prometheus", "gateways.json"), pdir)
+    copy_rules(os.path.join(dest_dir, "alerts"))
+    path = os.path.join(pdir, f"{name}.yml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path, text
+
+
+def hashmod(value, modulus):
+    """Prometheus' hashmod relabel action (model/relabel/relabel.go): MD5 of the value, its last 8
+    bytes as a big-endian integer, modulo the modulus."""
+    return int.from_bytes(hashlib.md5(value.encode()).digest()[8:], "big") % modulus
+
+
+def run_shipped(res, binary, prometheus_bin, tmp):
+    names = gateways_json_names()
+    config_text, config_names = example_config(0)
+    res.check(sorted(names) == sorted(config_names),
+              "deploy/prometheus/gateways.json lists the gateways of deploy/whatsapp_exporter.yml",
+              f"{sorted(names)} vs {sorted(config_names)}")
+    mock = HealthyGateways(EXAMPLE_TOKEN)
+    try:
+        config_text, _ = example_config(mock.port)
+        config = os.path.join(tmp, "example.yml")
+        with open(config, "w") as f:
+            f.write(config_text)
+        env = dict(os.environ, **EXAMPLE_ENV)
+        for name in ("background", "probe", "probe-sharded"):
+            run_one_shipped(res, binary, prometheus_bin, tmp, name, config, env, names)
+    finally:
+        mock.stop()
+
+
+def run_one_shipped(res, binary, prometheus_bin, tmp, name, config, env, names):
+    work = os.path.join(tmp, f"shipped-{name}")
+    os.makedirs(work, exist_ok=True)
+    exp_port, prom_port = free_port(), free_port()
+    addr = f"127.0.0.1:{exp_port}"
+    path, text = shipped_prometheus_config(name, addr, work)
+    args = [binary, "--config.file", config, "--web.listen-address", addr]
+    expected = set(names)
+    if name != "background":
+        args.append("--no-background-polling")
+    m = re.search(r"modulus: (\d+)", text)
+    if m:
+        n = int(m.group(1))
+        keep = int(re.search(r'regex: "(\d+)"\s+# SHARD', text).group(1))
+        args += ["--shard", f"{keep}/{n}"]
+        expected = {g for g in names if hashmod(g, n) == keep}
+    procs = []
+    exp_log, prom_log = os.path.join(work, "exporter.log"), os.path.join(work, "prometheus.log")
+    try:
+        log = open(exp_log, "w")
+        procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, env=env))
+        log.close()
+        if not res.check(wait_http_ok(f"http://{addr}/-/ready", procs[0], 20),
+                         f"{name}.yml: the exporter starts with the example configuration", tail(exp_log)):
+            return
+        procs.append(start([prometheus_bin, f"--config.file={path}",
+                            f"--storage.tsdb.path={os.path.join(work, 'tsdb')}",
+                            f"--web.listen-address=127.0.0.1:{prom_port}"], prom_log))
+        prom = Prometheus(prom_port)
+        if not res.check(wait_http_ok(f"{prom.base}/-/ready", procs[1], 60),
+                         f"{name}.yml: prometheus is ready", tail(prom_log)):
+            return
+        want_targets = 1 if name == "background" else 1 + len(expected)
+
+        def all_up():
+            data = prom.api("targets").get("data", {}).get("activeTargets", [])
+            return len(data) == want_targets and all(t.get("health") == "up" for t in data)
+        ok = wait_for(all_up, 30)
+        active = prom.api("targets").get("data", {}).get("activeTargets", [])
+        res.check(ok, f"{name}.yml: all {want_targets} targets up",
+                  json.dumps([(t["labels"].get("job"), t["labels"].get("instance"), t.get("health"),
+                               t.get("lastError")) for t in active]))
+
+        def gateways_up():
+            r = prom.query("whatsapp_up == 1").get("data", {}).get("result", [])
+            return {x["metric"].get("gateway") for x in r} == expected
+        res.check(wait_for(gateways_up, 30), f"{name}.yml: whatsapp_up is 1 for {sorted(expected)}",
+                  json.dumps(prom.query("whatsapp_up").get("data", {}).get("result", [])))
+        dup = prom.query("count by (gateway) (whatsapp_up) > 1").get("data", {}).get("result", [])
+        res.check(not dup, f"{name}.yml: every gateway's series come from one job",
+                  json.dumps([d["metric"] for d in dup]))
+        if name != "background":
+            own = prom.query('whatsapp_exporter_build_info{job="whatsapp_exporter"}').get("data", {}).get("result", [])
+            res.check(len(own) == 1, f"{name}.yml: the self-scrape job has the exporter's own metrics")
+        # A few evaluations (1s each) with every `for:` at 0s: anything true would be firing now.
+        time.sleep(5)
+        alerts = prom.api("alerts").get("data", {}).get("alerts", [])
+        res.check(not alerts, f"{name}.yml: no alert pending or firing for the healthy setup",
+                  json.dumps([(a["labels"].get("alertname"), a["labels"].get("gateway"), a.get("state"))
+                              for a in alerts]))
+        groups = prom.api("rules").get("data", {}).get("groups", [])
+        broken = [r.get("name") for g in groups for r in g.get("rules", []) if r.get("health") == "err"]
+        res.check(groups and not broken, f"{name}.yml: its rule files load and evaluate", str(broken))
+    finally:
+        for p in reversed(procs):
+            stop(p)
+
+
+# ------------------------------------------------------------------------------------------------
+# --shard i/n against Prometheus' hashmod
+# ------------------------------------------------------------------------------------------------
+SHARD_NAMES = 1000
+SHARD_MODULI = (2, 3, 7)
+
+
+def run_hashmod(res, binary, prometheus_bin, tmp):
+    work = os.path.join(tmp, "hashmod")
+    os.makedirs(work, exist_ok=True)
+    names = [f"gw-{i:04d}" for i in range(SHARD_NAMES // 2)] + \
+            [f"store.{i}_sales-{i * 7919 % 1000}" for i in range(SHARD_NAMES - SHARD_NAMES // 2)]
+    closed = free_port()  # nothing listens there: targets and gateways are never reached
+    with open(os.path.join(work, "targets.json"), "w") as f:
+        json.dump([{"targets": names}], f)
+    jobs = ""
+    for n in SHARD_MODULI:
+        jobs += f"""  - job_name: hashmod_{n}
+    scrape_interval: 1h
+    file_sd_configs:
+      - files: [{work}/targets.json]
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: gateway
+      - source_labels: [__address__]
+        modulus: {n}
+        target_label: shard
+        action: hashmod
+      - target_label: __address__
+        replacement: 127.0.0.1:{closed}
+"""
+    cfg = os.path.join(work, "prometheus.yml")
+    with open(cfg, "w") as f:
+        f.write("global:\n  scrape_interval: 1h\nscrape_configs:\n" + jobs)
+    prom_port = free_port()
+    prom_log = os.path.join(work, "prometheus.log")
+    pr = start([prometheus_bin, f"--config.file={cfg}", f"--storage.tsdb.path={os.path.join(work, 'tsdb')}",
+                f"--web.listen-address=127.0.0.1:{prom_port}"], prom_log)
+    try:
+        prom = Prometheus(prom_port)
+        if not res.check(wait_http_ok(f"{prom.base}/-/ready", pr, 60), "hashmod: prometheus is ready",
+                         tail(prom_log)):
+            return
+
+        def assigned():
+            data = prom.api("targets", state="active").get("data", {}).get("activeTargets", [])
+            return data if len(data) == SHARD_NAMES * len(SHARD_MODULI) else None
+        targets = wait_for(assigned, 30) or []
+        prom_shard = {(int(t["labels"]["job"].split("_")[1]), t["labels"]["gateway"]): int(t["labels"]["shard"])
+                      for t in targets}
+        if not res.check(len(prom_shard) == SHARD_NAMES * len(SHARD_MODULI),
+                         f"hashmod: Prometheus relabelled {SHARD_NAMES} targets for n = {SHARD_MODULI}",
+                         f"{len(prom_shard)} targets"):
+            return
+        wrong = [(n, g) for (n, g), i in prom_shard.items() if hashmod(g, n) != i]
+        res.check(not wrong, "hashmod: the Python rule (MD5, last 8 bytes big-endian, modulo n) is Prometheus'",
+                  str(wrong[:5]))
+    finally:
+        stop(pr)
+
+    # The exporter: each --shard i/n owns exactly the names Prometheus sends to shard i.
+    config = os.path.join(work, "gateways.yml")
+    with open(config, "w") as f:
+        f.write("gateways:\n" + "".join(
+            f"  - name: {g}\n    provider: plugzapi\n    url: http://127.0.0.1:{closed}\n"
+            f"    instance: I\n    token: t\n" for g in names))
+    for n in SHARD_MODULI:
+        wrong = []
+        for i in range(n):
+            port = free_port()
+            log_path = os.path.join(work, f"exporter-{i}-{n}.log")
+            p = start([binary, "--config.file", config, "--shard", f"{i}/{n}", "--no-background-polling",
+                       "--web.listen-address", f"127.0.0.1:{port}"], log_path)
+            try:
+                if not wait_http_ok(f"http://127.0.0.1:{port}/-/ready", p, 20):
+                    wrong.append(f"--shard {i}/{n} did not start: {tail(log_path)}")
+                    continue
+                status, page = http_get(f"http://127.0.0.1:{port}/", timeout=10)
+                owned = set(re.findall(r'<td data-label="Gateway">([^<]+)</td>', page))
+                want = {g for g in names if prom_shard[(n, g)] == i}
+                if status != 200 or owned != want:
+                    wrong.append(f"--shard {i}/{n}: {len(owned)} gateways, {len(owned - want)} not Prometheus' "
+                                 f"shard {i}, {len(want - owned)} of it missing")
+            finally:
+                stop(p)
+        res.check(not wrong, f"hashmod: --shard i/{n} owns exactly Prometheus' hashmod shard i, for every i",
+                  "; ".join(wrong))
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "target", "release", "whatsapp_exporter")
     binary = os.path.abspath(binary)
@@ -453,6 +765,11 @@ def main():
                        "not found: apt-get install -y prometheus, or set PROMETHEUS") and ok
         if ok:
             run(res, binary, prometheus_bin, tmp, procs)
+            for part in (run_shipped, run_hashmod):
+                try:
+                    part(res, binary, prometheus_bin, tmp)
+                except Exception as e:  # report, go on with the next part
+                    res.check(False, part.__name__, f"{type(e).__name__}: {e}")
     except Exception as e:  # report, then clean up
         res.check(False, "e2e run", f"{type(e).__name__}: {e}")
     finally:
