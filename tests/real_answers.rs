@@ -116,10 +116,9 @@ fn load(file: &Path) -> Result<Fixture, String> {
     let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
     for key in ["source", "note"] {
-        if !v
-            .get(key)
+        if v.get(key)
             .and_then(Value::as_str)
-            .is_some_and(|s| !s.trim().is_empty())
+            .is_none_or(|s| s.trim().is_empty())
         {
             return Err(format!(
                 "no `{key}`: every real answer carries its source and a note"
