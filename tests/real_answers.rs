@@ -29,14 +29,15 @@ const WABA_USER: &str = "monitor";
 const WABA_PASSWORD: &str = "waba-test-Passw0rd!";
 
 const GATEWAY: &str = "real";
-/// The reasons the exporter knows today; a fixture may name another (a proposed one).
-const KNOWN_REASONS: [&str; 6] = [
+/// The reasons the exporter knows; a fixture may name another (a proposed one).
+const KNOWN_REASONS: [&str; 7] = [
     "timeout",
     "connect",
     "http_status",
     "unauthorized",
     "rate_limited",
     "invalid_response",
+    "not_found",
 ];
 /// How long one fixture may take to show its first poll.
 const FIRST_POLL_WITHIN: Duration = Duration::from_secs(10);
