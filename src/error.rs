@@ -18,6 +18,10 @@ pub enum PollError {
     RateLimited(Option<Duration>),
     #[error("invalid answer: {0}")]
     InvalidResponse(String),
+    /// The gateway answered, and says the instance or number asked for does not exist (deleted,
+    /// expired, or an id and token that do not belong together).
+    #[error("the gateway does not know this instance or number (HTTP {0}{1})")]
+    NotFound(u16, &'static str),
 }
 
 fn retry_hint(d: Option<Duration>) -> String {
@@ -34,6 +38,7 @@ crate::labels::closed_set! {
         Unauthorized => "unauthorized",
         RateLimited => "rate_limited",
         InvalidResponse => "invalid_response",
+        NotFound => "not_found",
     }
 }
 
@@ -46,6 +51,7 @@ impl PollError {
             PollError::Unauthorized(..) => Reason::Unauthorized,
             PollError::RateLimited(_) => Reason::RateLimited,
             PollError::InvalidResponse(_) => Reason::InvalidResponse,
+            PollError::NotFound(..) => Reason::NotFound,
         }
     }
 
@@ -114,6 +120,11 @@ mod tests {
             "rate_limited"
         );
         assert_eq!(PollError::HttpStatus(500).reason().as_str(), "http_status");
+        assert_eq!(PollError::NotFound(404, "").reason().as_str(), "not_found");
+        assert_eq!(
+            PollError::NotFound(400, ", the instance is deleted").to_string(),
+            "the gateway does not know this instance or number (HTTP 400, the instance is deleted)"
+        );
         assert_eq!(
             PollError::RateLimited(Some(Duration::from_secs(7))).to_string(),
             "rate limited by the gateway (retry after 7s)"

@@ -180,6 +180,9 @@ impl Exporter {
             match same {
                 Some(same) => next.push(same.clone()),
                 None => {
+                    if !self.polling.no_background {
+                        providers::interval_too_short(&gc);
+                    }
                     let source = providers::Source::new(&gc, &self.clients)
                         .map_err(|e| format!("gateways ({}): {e}", gc.name))?;
                     let gw = Gateway::new(gc, source);

@@ -9,6 +9,8 @@ use common::{reply, sample, samples, Exporter, Mock, Seen};
 /// Looks like a system-user token, so that a leak is easy to spot.
 const TOKEN: &str = "EAAGm0PX4ZCpsBAcloudSECRETtoken7f3a9c";
 const PHONE_ID: &str = "106540352242922";
+/// The Graph API version the exporter asks when none is configured: the current one.
+const DEFAULT_VERSION: &str = "v26.0";
 const GW: [(&str, &str); 2] = [("gateway", "brand"), ("provider", "cloudapi")];
 
 fn config(url: &str, extra: &str) -> String {
@@ -66,7 +68,7 @@ async fn graph(answer: Arc<Mutex<(u16, String)>>) -> Mock {
                     ),
                 );
             }
-            if s.path != format!("/v23.0/{PHONE_ID}") {
+            if s.path != format!("/{DEFAULT_VERSION}/{PHONE_ID}") {
                 return reply(400, graph_error(100, Some(33), "Unsupported get request."));
             }
             reply(answer.0, answer.1)
@@ -171,7 +173,7 @@ async fn healthy_number_becomes_metrics() {
     assert!(!m.contains(PHONE_ID), "entity ids are not labels");
 
     let seen = &mock.seen()[0];
-    assert_eq!(seen.path, format!("/v23.0/{PHONE_ID}"));
+    assert_eq!(seen.path, format!("/{DEFAULT_VERSION}/{PHONE_ID}"));
     let fields = seen.query.strip_prefix("fields=").unwrap();
     for f in [
         "status",
@@ -553,6 +555,105 @@ async fn a_refused_limit_field_is_dropped_not_the_poll() {
         .filter(|s| s.query.contains("messaging_limit_tier"))
         .count();
     assert_eq!(refused, 1, "the refused field is not asked again");
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_portfolio_field_is_asked_once_and_the_tier_kept() {
+    // A Graph account that does not know the portfolio-wide field: the named field goes, the
+    // per-number tier stays, and the refused field is never asked again.
+    let mock = Mock::start(|s: Seen| async move {
+        if s.query.contains("whatsapp_business_manager_messaging_limit") {
+            return reply(
+                400,
+                graph_error(100, None, "(#100) Tried accessing nonexisting field (whatsapp_business_manager_messaging_limit) on node type (WhatsAppBusinessPhoneNumber)"),
+            );
+        }
+        reply(200, healthy())
+    })
+    .await;
+    let ex = Exporter::start(&config(&mock.url(), "")).await;
+    let m = ex
+        .wait_for(5, |m| {
+            sample(m, "whatsapp_polls_total", &GW).unwrap_or(0.0) >= 3.0
+        })
+        .await;
+    assert_eq!(sample(&m, "whatsapp_up", &GW), Some(1.0));
+    assert_eq!(
+        sample(&m, "whatsapp_cloudapi_messaging_limit", &GW),
+        Some(1000.0),
+        "the tier is still asked"
+    );
+    let seen = mock.seen();
+    let refused = seen
+        .iter()
+        .filter(|s| {
+            s.query
+                .contains("whatsapp_business_manager_messaging_limit")
+        })
+        .count();
+    assert_eq!(
+        refused, 1,
+        "the refused field is asked once, then never again"
+    );
+    assert!(seen
+        .iter()
+        .all(|s| s.query.contains("messaging_limit_tier")));
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_version_before_v24_never_asks_the_portfolio_field() {
+    // The field exists from Graph v24.0: a gateway pinned to v23.0 spends no refused call on it,
+    // not even at start.
+    let mock = Mock::start(|s: Seen| async move {
+        if s.path != format!("/v23.0/{PHONE_ID}") {
+            return reply(400, graph_error(100, Some(33), "Unsupported get request."));
+        }
+        if s.query.contains("whatsapp_business_manager_messaging_limit") {
+            return reply(
+                400,
+                graph_error(100, None, "(#100) Tried accessing nonexisting field (whatsapp_business_manager_messaging_limit) on node type (WhatsAppBusinessPhoneNumber)"),
+            );
+        }
+        reply(200, healthy())
+    })
+    .await;
+    let ex = Exporter::start(&config(&mock.url(), "    api_version: v23.0\n")).await;
+    let m = ex
+        .wait_for(5, |m| {
+            sample(m, "whatsapp_polls_total", &GW).unwrap_or(0.0) >= 2.0
+        })
+        .await;
+    assert_eq!(sample(&m, "whatsapp_up", &GW), Some(1.0));
+    let seen = mock.seen();
+    assert!(!seen.is_empty());
+    for s in &seen {
+        assert!(
+            !s.query
+                .contains("whatsapp_business_manager_messaging_limit"),
+            "v23.0 was asked for the v24 field: {}",
+            s.query
+        );
+        assert!(s.query.contains("messaging_limit_tier"));
+    }
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_number_is_not_found() {
+    let a = answer(
+        404,
+        r#"{"error":{"message":"Phone number not found","type":"GraphMethodException","code":803,"fbtrace_id":"AXsgnV2Cm3ZMGF3dF_cfYIn"}}"#,
+    );
+    let mock = graph(a).await;
+    let ex = Exporter::start(&config(&mock.url(), "")).await;
+    let m = ex.wait_for(5, |m| failures(m, "not_found") >= 1.0).await;
+    assert_eq!(sample(&m, "whatsapp_up", &GW), Some(0.0));
+    assert_eq!(failures(&m, "http_status"), 0.0);
+    let (_, page) = ex.get("/").await;
+    assert!(page.contains("not_found"), "{page}");
+    assert_nothing_leaks(&ex).await;
     ex.stop().await;
 }
 

@@ -251,7 +251,7 @@ async fn state_is_polled_and_changes_are_seen_within_an_interval() {
     );
     assert_eq!(
         samples(&m, "whatsapp_greenapi_state", &gw).len(),
-        7,
+        8,
         "every state of the set"
     );
     assert_eq!(
@@ -268,6 +268,20 @@ async fn state_is_polled_and_changes_are_seen_within_an_interval() {
     assert_eq!(
         sample(&m, "whatsapp_connected_changes_total", &gw),
         Some(1.0)
+    );
+
+    // The SDKs' successor of the deprecated yellowCard: its own state, restricted like it.
+    api.set_state("suspended");
+    let m = ex
+        .wait_for(3, |m| state(m, "support", "suspended") == Some(1.0))
+        .await;
+    assert_eq!(state(&m, "support", "yellowCard"), Some(0.0));
+    assert_eq!(state(&m, "support", "unknown"), Some(0.0));
+    assert_eq!(sample(&m, "whatsapp_connected", &gw), Some(0.0));
+    let (_, page) = ex.get("/").await;
+    assert!(
+        page.contains("state suspended (sending suspended for a while)"),
+        "{page}"
     );
 
     api.set_state("pendingCode");

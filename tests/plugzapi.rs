@@ -141,6 +141,85 @@ async fn zapi_sends_client_token_and_uses_its_own_provider_label() {
     ex.stop().await;
 }
 
+/// Z-API tells a refused Client-Token, an address outside the IP allow-list or an unknown instance
+/// in the body, with 200 as with 400: the reason follows what the body says, and the body (which
+/// can echo the Client-Token) never shows.
+#[tokio::test]
+async fn zapi_refusals_in_the_body_are_classified_by_what_they_say() {
+    let mode = Arc::new(AtomicUsize::new(0));
+    let m2 = mode.clone();
+    let mock = Mock::start(move |_| {
+        let mode = m2.load(Ordering::SeqCst);
+        async move {
+            match mode {
+                0 => reply(
+                    200,
+                    r#"{"connected":true,"session":true,"smartphoneConnected":true}"#,
+                ),
+                1 => reply(200, r#"{"error":"null not allowed"}"#),
+                2 => reply(400, r#"{"error":"your client-token is not configured"}"#),
+                3 => reply(403, r#"{"error":"Client-Token ct-WRONG-0042 not allowed"}"#),
+                4 => reply(200, r#"{"error":"198.51.100.23 not allowed"}"#),
+                _ => reply(400, r#"{"error":"Instance not found"}"#),
+            }
+        }
+    })
+    .await;
+    let yaml = format!(
+        "gateways:\n  - name: z\n    provider: zapi\n    url: {}\n    instance: I\n    token: {TOKEN}\n    client_token: ct-WRONG-0042\n    interval: 1s\n    timeout: 500ms\n",
+        mock.url()
+    );
+    let ex = Exporter::start(&yaml).await;
+    let gw = [("gateway", "z")];
+    ex.wait_for(5, |m| sample(m, "whatsapp_up", &gw) == Some(1.0))
+        .await;
+    for (mode_n, reason, told) in [
+        (1, "unauthorized", "requires a Client-Token"),
+        (2, "unauthorized", "requires a Client-Token"),
+        (3, "unauthorized", "not the account"),
+        (4, "unauthorized", "IP allow-list"),
+        (5, "not_found", "no instance with this id"),
+    ] {
+        let count = |m: &str| {
+            sample(
+                m,
+                "whatsapp_poll_failures_total",
+                &[("gateway", "z"), ("reason", reason)],
+            )
+            .unwrap_or(0.0)
+        };
+        let before = count(&ex.metrics().await);
+        mode.store(mode_n, Ordering::SeqCst);
+        let m = ex.wait_for(8, |m| count(m) > before).await;
+        assert_eq!(sample(&m, "whatsapp_up", &gw), Some(0.0), "{reason}");
+        for other in ["http_status", "invalid_response"] {
+            assert_eq!(
+                sample(
+                    &m,
+                    "whatsapp_poll_failures_total",
+                    &[("gateway", "z"), ("reason", other)]
+                ),
+                Some(0.0),
+                "mode {mode_n} must not count as {other}"
+            );
+        }
+        let (_, page) = ex.get("/").await;
+        assert!(
+            page.contains(reason) && page.contains(told),
+            "mode {mode_n}: {page}"
+        );
+        mode.store(0, Ordering::SeqCst);
+        ex.wait_for(8, |m| sample(m, "whatsapp_up", &gw) == Some(1.0))
+            .await;
+    }
+    let (_, page) = ex.get("/").await;
+    let all = format!("{}{}{}", ex.metrics().await, page, common::logs());
+    for private in ["ct-WRONG-0042", "198.51.100.23", TOKEN] {
+        assert!(!all.contains(private), "{private} leaked");
+    }
+    ex.stop().await;
+}
+
 /// Each broken answer is a failed poll with its reason, the state series go, and nothing leaks.
 #[tokio::test]
 async fn failures_are_counted_by_reason_and_state_series_disappear() {

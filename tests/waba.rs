@@ -43,6 +43,9 @@ const MASTER: &str = "waba-master-1:3f2a9c1b7d4e";
 const SECONDARY: &str = "waba-master-2:8c1d2e3f4a5b";
 const CORE: &str = "waba-core-1:1a2b3c4d5e6f";
 
+/// A multi-connect deployment with one shard, as Meta documents it: the primary master owns the
+/// master shard and is connected, the Coreapp owns shard 0, the secondary master is a standby
+/// whose socket is down and whose gateway is disconnected by design.
 fn multi(core_socket: &str) -> String {
     let node = |role: &str, shards: &str, socket: &str| {
         format!(
@@ -54,15 +57,15 @@ fn multi(core_socket: &str) -> String {
     };
     format!(
         r#"{{"support":{{"{MASTER}":{},"{SECONDARY}":{},"{CORE}":{}}}}}"#,
-        node("primary_master", "[[-1,-1],[0,0]]", "UP"),
-        node("secondary_master", "[]", "UP"),
-        node("coreapp", "[]", core_socket),
+        node("primary_master", "[[-1,-1]]", "UP"),
+        node("secondary_master", "[]", "DN"),
+        node("coreapp", "[[0,0]]", core_socket),
     )
 }
 
 fn health_multi(core_status: &str) -> String {
     format!(
-        r#"{{"health":{{"{MASTER}":{{"gateway_status":"connected","role":"primary_master"}},"{SECONDARY}":{{"gateway_status":"connected","role":"secondary_master"}},"{CORE}":{{"gateway_status":"{core_status}","role":"coreapp"}}}}}}"#
+        r#"{{"health":{{"{MASTER}":{{"gateway_status":"connected","role":"primary_master"}},"{SECONDARY}":{{"gateway_status":"disconnected","role":"secondary_master"}},"{CORE}":{{"gateway_status":"{core_status}","role":"coreapp"}}}}}}"#
     )
 }
 
@@ -377,6 +380,32 @@ async fn single_node_with_bearer_token() {
     ex.stop().await;
 }
 
+/// The standby reports its socket down and `disconnected` by design: the number is connected as
+/// long as the nodes that own the shards are.
+#[tokio::test]
+async fn multi_connect_with_a_standby_down_by_design_is_connected() {
+    let (_waba, mock) = Waba::new(multi("UP"), &health_multi("connected"))
+        .fixed(format!("Bearer {TOKEN}"))
+        .start()
+        .await;
+    let ex = Exporter::start(&polled("mc", &mock.url(), &bearer_auth())).await;
+    let m = ex.wait_for(5, |m| m.contains("whatsapp_up{")).await;
+    let gw = [("gateway", "mc")];
+    assert_eq!(sample(&m, "whatsapp_up", &gw), Some(1.0));
+    assert_eq!(sample(&m, "whatsapp_connected", &gw), Some(1.0));
+    assert_eq!(
+        sample(
+            &m,
+            "whatsapp_waba_socket_state",
+            &[("node", SECONDARY), ("state", "down")]
+        ),
+        Some(1.0)
+    );
+    let (_, page) = ex.get("/").await;
+    assert!(page.contains("2 of 2 shard owners up"), "{page}");
+    ex.stop().await;
+}
+
 #[tokio::test]
 async fn multi_connect_with_one_node_down() {
     let (_waba, mock) = Waba::new(multi("DN"), &health_multi("disconnected"))
@@ -390,7 +419,7 @@ async fn multi_connect_with_one_node_down() {
     assert_eq!(
         sample(&m, "whatsapp_connected", &gw),
         Some(0.0),
-        "a node is down"
+        "the shard-owning Coreapp is down"
     );
     let socket = |node, state| {
         sample(
@@ -400,7 +429,11 @@ async fn multi_connect_with_one_node_down() {
         )
     };
     assert_eq!(socket(MASTER, "up"), Some(1.0));
-    assert_eq!(socket(SECONDARY, "up"), Some(1.0));
+    assert_eq!(
+        socket(SECONDARY, "down"),
+        Some(1.0),
+        "node series stay as told"
+    );
     assert_eq!(socket(CORE, "down"), Some(1.0));
     assert_eq!(socket(CORE, "up"), Some(0.0));
     let status = |node, s| {
@@ -427,8 +460,9 @@ async fn multi_connect_with_one_node_down() {
         );
     }
     let shards = |node| sample(&m, "whatsapp_waba_shards", &[("node", node)]);
-    assert_eq!(shards(MASTER), Some(2.0), "the master shard and shard 0");
-    assert_eq!(shards(CORE), Some(0.0));
+    assert_eq!(shards(MASTER), Some(1.0), "the master shard");
+    assert_eq!(shards(CORE), Some(1.0));
+    assert_eq!(shards(SECONDARY), Some(0.0));
     assert_eq!(
         samples(&m, "whatsapp_waba_build_info", &gw).len(),
         3,
@@ -774,5 +808,29 @@ async fn insecure_skip_verify_is_warned_about() {
     assert!(warned, "{logs}");
     let m = probe(&ex, "unverified").await;
     assert_eq!(sample(&m, "whatsapp_up", &[]), Some(1.0));
+    ex.stop().await;
+}
+
+/// `/v1/health` answers from a cache refreshed every few minutes: an interval far below that is
+/// warned about once, when the gateway is built; a sensible one is not.
+#[tokio::test]
+async fn an_interval_below_what_the_api_answers_freshly_is_warned() {
+    let yaml = "gateways:\n  - name: fastpoll\n    provider: waba\n    url: http://127.0.0.1:9\n    token: tok-FAST-1\n    interval: 5s\n    timeout: 1s\n  - name: slowpoll\n    provider: waba\n    url: http://127.0.0.1:9\n    token: tok-SLOW-1\n    interval: 2m\n    timeout: 1s\n";
+    let ex = Exporter::start(yaml).await;
+    let logs = common::logs();
+    let warned = |gw: &str| {
+        logs.lines().any(|l| {
+            l.contains(&format!("gateway={gw} "))
+                && l.contains("interval is shorter than the provider answers freshly")
+        })
+    };
+    assert!(warned("fastpoll"), "{logs}");
+    assert!(!warned("slowpoll"), "{logs}");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("gateway=fastpoll ") && l.contains("suggested_min"))
+        .unwrap();
+    assert!(line.contains("suggested_min=1m"), "{line}");
+    assert!(!line.contains("tok-FAST-1"));
     ex.stop().await;
 }

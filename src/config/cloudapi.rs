@@ -8,15 +8,16 @@ use super::{Ctx, Env, IdString};
 use crate::provider::Provider;
 use crate::secret::Secret;
 
-/// Meta retires Graph API versions about two years after release; this one is current in 2026.
-pub const DEFAULT_GRAPH_API_VERSION: &str = "v23.0";
+/// The current Graph API version: v26.0, released on 29 July 2026 (Meta's Graph API changelog).
+/// Meta retires versions about two years after release; `api_version` pins another one.
+pub const DEFAULT_GRAPH_API_VERSION: &str = "v26.0";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudApiConfig {
     /// A Graph node id (digits only, checked), never the phone number itself.
     pub phone_number_id: String,
     pub token: Secret,
-    /// `v23.0` and the like (checked).
+    /// `v26.0` and the like (checked).
     pub api_version: String,
 }
 
@@ -72,7 +73,7 @@ pub fn check_phone_number_id(id: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `api_version`: `v23.0` and the like.
+/// `api_version`: `v26.0` and the like.
 pub fn check_api_version(v: &str) -> Result<(), String> {
     let digits = |s: &str| !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| b.is_ascii_digit());
     let ok = v

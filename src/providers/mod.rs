@@ -49,6 +49,36 @@ pub fn all_families() -> impl Iterator<Item = &'static FamilyDef> {
         .chain(family_sets().into_iter().flatten())
 }
 
+/// The shortest interval that gets fresh answers from a provider without spending its rate
+/// limits for nothing, and why; each provider's folder holds its own.
+pub fn min_interval(p: Provider) -> (Duration, &'static str) {
+    match p {
+        Provider::PlugzApi | Provider::ZApi => (zapi::MIN_INTERVAL, zapi::MIN_INTERVAL_WHY),
+        Provider::Waba => (waba::MIN_INTERVAL, waba::MIN_INTERVAL_WHY),
+        Provider::GreenApi => (greenapi::MIN_INTERVAL, greenapi::MIN_INTERVAL_WHY),
+        Provider::CloudApi => (cloudapi::MIN_INTERVAL, cloudapi::MIN_INTERVAL_WHY),
+    }
+}
+
+/// Whether a gateway's interval is well below what its provider answers freshly: one warning
+/// when the gateway is built, at start or reload. It is not refused: a short interval may be
+/// wanted for a test or a mock.
+pub fn interval_too_short(cfg: &GatewayConfig) -> bool {
+    let (min, why) = min_interval(cfg.provider);
+    if cfg.interval >= min {
+        return false;
+    }
+    tracing::warn!(
+        gateway = %cfg.name,
+        provider = %cfg.provider,
+        interval = %humantime::format_duration(cfg.interval),
+        suggested_min = %humantime::format_duration(min),
+        why,
+        "the interval is shorter than the provider answers freshly: polls repeat the same answer and spend its rate limits"
+    );
+    true
+}
+
 /// A configured gateway's poller.
 pub enum Source {
     Zapi(zapi::Source),
@@ -128,5 +158,18 @@ mod tests {
         for p in Provider::ALL {
             assert!(!families(*p).is_empty(), "{p} has no families");
         }
+    }
+
+    #[test]
+    fn intervals_far_below_what_a_provider_answers_freshly_are_told() {
+        let yaml = "gateways:\n  - name: fast\n    provider: waba\n    url: http://127.0.0.1:9\n    token: t0k3n-x\n    interval: 5s\n    timeout: 1s\n  - name: fine\n    provider: cloudapi\n    phone_number_id: \"1\"\n    token: t0k3n-y\n    interval: 1m\n";
+        let cfg = crate::config::parse(yaml, &|_| None).unwrap();
+        assert!(interval_too_short(&cfg.gateways[0]));
+        assert!(!interval_too_short(&cfg.gateways[1]));
+        for p in Provider::ALL {
+            let (min, why) = min_interval(*p);
+            assert!(min >= Duration::from_secs(10) && !why.is_empty(), "{p}");
+        }
+        assert!(min_interval(Provider::Waba).0 >= Duration::from_secs(60));
     }
 }

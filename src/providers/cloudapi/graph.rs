@@ -23,6 +23,8 @@ pub struct GraphError {
     pub fbtrace_id: Option<String>,
     /// "(#100) Tried accessing nonexisting field": this API version does not know a field we ask.
     pub refuses_a_field: bool,
+    /// The field refused, when the message names one of those the exporter asks for.
+    pub refused_field: Option<&'static str>,
 }
 
 /// The error object of a Graph answer, if the body is one. Graph sends it with 4xx and 5xx, and
@@ -40,10 +42,18 @@ pub fn graph_error(body: &[u8]) -> Option<GraphError> {
     };
     let code = e.get("code").and_then(integer);
     // The message is read here only to recognise a refused field; it is never kept or logged.
+    let message = e
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase);
     let refuses_a_field = code == Some(100)
-        && e.get("message")
-            .and_then(Value::as_str)
-            .is_some_and(|m| m.to_ascii_lowercase().contains("nonexisting field"));
+        && message
+            .as_deref()
+            .is_some_and(|m| m.contains("nonexisting field"));
+    let refused_field = message
+        .as_deref()
+        .filter(|_| refuses_a_field)
+        .and_then(named_field);
     Some(GraphError {
         code,
         subcode: e.get("error_subcode").and_then(integer),
@@ -56,7 +66,16 @@ pub fn graph_error(body: &[u8]) -> Option<GraphError> {
             .and_then(Value::as_str)
             .map(|s| plain(s, 64, "_-")),
         refuses_a_field,
+        refused_field,
     })
+}
+
+/// The field a "nonexisting field (NAME) on node type (...)" message names, if it is one the
+/// exporter asks for: only those are kept, as static names.
+fn named_field(message: &str) -> Option<&'static str> {
+    let rest = &message[message.find("nonexisting field")?..];
+    let name = rest.split_once('(')?.1.split_once(')')?.0.trim();
+    super::ASKED_FIELDS.iter().copied().find(|f| *f == name)
 }
 
 /// The error a Graph error stands for: Graph's own code says more than the HTTP status.
@@ -71,6 +90,10 @@ pub fn graph_poll_error(g: &GraphError, http: u16, retry_after: Option<Duration>
             ", Graph permission error: the token needs whatsapp_business_management for this number",
         ),
         Some(4 | 17 | 32 | 613 | 80007 | 130429) => PollError::RateLimited(retry_after),
+        Some(803) => PollError::NotFound(
+            http,
+            ", Graph error 803: no phone number with this phone_number_id (wrong id, or deleted)",
+        ),
         _ => match http {
             401 | 403 => PollError::Unauthorized(http, ""),
             429 => PollError::RateLimited(retry_after),

@@ -6,7 +6,7 @@
 //! by its numeric code, subcode, type and `fbtrace_id` alone: its `message` and
 //! `error_data.details` can echo the request, a malformed token included.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -40,16 +40,35 @@ crate::exposition::families! {
 pub const CORE_FIELDS: &str =
     "status,quality_rating,name_status,code_verification_status,throughput,health_status";
 
-/// The messaging limit fields to add, tried in this order. Since October 2025 Meta sets limits per
-/// business portfolio (`whatsapp_business_manager_messaging_limit`) and has deprecated the
-/// per-number `messaging_limit_tier`; a Graph version that refuses one of them must not cost us
-/// the whole poll, so it is asked again without it.
-pub const LIMIT_FIELD_SETS: [&str; 4] = [
-    ",whatsapp_business_manager_messaging_limit,messaging_limit_tier",
-    ",whatsapp_business_manager_messaging_limit",
-    ",messaging_limit_tier",
-    "",
+/// The portfolio-wide messaging limit. Since October 2025 Meta sets limits per business portfolio
+/// and has deprecated the per-number [`TIER_LIMIT_FIELD`]; Graph knows this field from v24.0.
+pub const PORTFOLIO_LIMIT_FIELD: &str = "whatsapp_business_manager_messaging_limit";
+/// The per-number messaging limit tier, deprecated but still answered where the portfolio field
+/// is not.
+pub const TIER_LIMIT_FIELD: &str = "messaging_limit_tier";
+/// The first Graph API version that knows [`PORTFOLIO_LIMIT_FIELD`].
+pub const PORTFOLIO_LIMIT_SINCE: (u32, u32) = (24, 0);
+/// The fields that may be dropped when a Graph version refuses them, as bits of a mask.
+pub const OPTIONAL_FIELDS: [&str; 2] = [PORTFOLIO_LIMIT_FIELD, TIER_LIMIT_FIELD];
+/// Every field the exporter may ask for, core and optional.
+pub const ASKED_FIELDS: [&str; 8] = [
+    "status",
+    "quality_rating",
+    "name_status",
+    "code_verification_status",
+    "throughput",
+    "health_status",
+    PORTFOLIO_LIMIT_FIELD,
+    TIER_LIMIT_FIELD,
 ];
+
+/// Polling faster than this spends the app's Graph budget for nothing: Business Management calls
+/// are limited per app and WhatsApp Business Account (200 an hour by default, 5,000 for an
+/// active account), shared with everything else the app does, and the number's quality and
+/// limits change over hours, not seconds.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(30);
+pub const MIN_INTERVAL_WHY: &str =
+    "Graph API calls are limited per app and WhatsApp Business Account (200 an hour by default)";
 
 pub struct Source {
     client: reqwest::Client,
@@ -57,8 +76,9 @@ pub struct Source {
     endpoint: String,
     token: Secret,
     gateway: String,
-    /// The index in [`LIMIT_FIELD_SETS`] of the last set this Graph version accepted.
-    limit_fields: AtomicUsize,
+    /// Bits of [`OPTIONAL_FIELDS`] not to ask for: unknown to the configured Graph version, or
+    /// refused once. A field is never asked again once refused.
+    skipped: AtomicU8,
     /// Code and subcode of the Graph error the last poll got, so a new one is logged once.
     last_graph_error: Mutex<Option<(Option<i64>, Option<i64>)>>,
 }
@@ -71,39 +91,80 @@ impl Source {
             endpoint: format!("{}/{}/{}", gw.url, cfg.api_version, cfg.phone_number_id),
             token: cfg.token.clone(),
             gateway: gw.name.clone(),
-            limit_fields: AtomicUsize::new(0),
+            skipped: AtomicU8::new(initial_skips(&cfg.api_version)),
             last_graph_error: Mutex::new(None),
         }
     }
 }
 
+/// `v24.0` as `(24, 0)`; the configuration checked the shape.
+pub fn graph_version(v: &str) -> Option<(u32, u32)> {
+    let (major, minor) = v.strip_prefix('v')?.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// The optional fields a Graph version is known not to have, so that no start spends a refused
+/// call on them: below v24.0 the portfolio limit does not exist.
+pub fn initial_skips(api_version: &str) -> u8 {
+    match graph_version(api_version) {
+        Some(v) if v < PORTFOLIO_LIMIT_SINCE => bit(PORTFOLIO_LIMIT_FIELD),
+        _ => 0,
+    }
+}
+
+fn bit(field: &str) -> u8 {
+    OPTIONAL_FIELDS
+        .iter()
+        .position(|f| *f == field)
+        .map_or(0, |i| 1 << i)
+}
+
+/// The optional fields to drop after a refusal, given those already skipped: the one Graph named
+/// if it is optional and was asked; without a name, every optional field still asked. None (0)
+/// when there is nothing left to drop, and the refusal is the poll's failure.
+pub fn to_drop(g: &GraphError, skipped: u8) -> u8 {
+    let asked = !skipped & ((1 << OPTIONAL_FIELDS.len()) - 1);
+    match g.refused_field {
+        Some(f) => bit(f) & asked,
+        None => asked,
+    }
+}
+
 impl Poller for Source {
     async fn poll(&self, timeout: Duration) -> Result<Box<dyn Observation>, PollError> {
-        let mut set = self.limit_fields.load(Ordering::Relaxed);
+        let mut skipped = self.skipped.load(Ordering::Relaxed);
+        // Each round drops at least one optional field: a bounded loop, and only until this
+        // gateway's Graph version has refused all it will.
         loop {
-            let answer = fetch(self.request(set, timeout), timeout).await?;
+            let answer = fetch(self.request(skipped, timeout), timeout).await?;
             let graph = graph_error(&answer.body);
             match &graph {
-                Some(g) if g.refuses_a_field && set + 1 < LIMIT_FIELD_SETS.len() => {
-                    set += 1;
-                    tracing::info!(gateway = %self.gateway, fields = %fields_query(set), "the Graph API version refuses a messaging limit field; asking without it");
+                Some(g) if g.refuses_a_field && to_drop(g, skipped) != 0 => {
+                    skipped |= to_drop(g, skipped);
+                    // Remembered at once: even if the next call fails, the field is not asked
+                    // again.
+                    self.skipped.fetch_or(skipped, Ordering::Relaxed);
+                    tracing::info!(gateway = %self.gateway, fields = %fields_query(skipped), "the Graph API version refuses a messaging limit field; asking without it from now on");
                     continue;
                 }
                 Some(g) => self.log_graph_error(g, answer.status.as_u16()),
                 None => *self.last_error() = None,
             }
             let status = judge(&answer, graph.as_ref())?;
-            self.limit_fields.store(set, Ordering::Relaxed);
             return Ok(Box::new(status));
         }
     }
 }
 
 impl Source {
-    fn request(&self, set: usize, timeout: Duration) -> reqwest::RequestBuilder {
+    fn request(&self, skipped: u8, timeout: Duration) -> reqwest::RequestBuilder {
         // The token goes in the header only: a query string ends up in proxy and access logs.
         self.client
-            .get(format!("{}?fields={}", self.endpoint, fields_query(set)))
+            .get(format!(
+                "{}?fields={}",
+                self.endpoint,
+                fields_query(skipped)
+            ))
             .timeout(timeout)
             .header(reqwest::header::ACCEPT, "application/json")
             .bearer_auth(self.token.expose())
@@ -133,12 +194,16 @@ impl Source {
     }
 }
 
-/// The `fields` query parameter asked with limit field set `set`.
-pub fn fields_query(set: usize) -> String {
-    format!(
-        "{CORE_FIELDS}{}",
-        LIMIT_FIELD_SETS.get(set).copied().unwrap_or("")
-    )
+/// The `fields` query parameter, without the optional fields whose bits are in `skipped`.
+pub fn fields_query(skipped: u8) -> String {
+    let mut q = CORE_FIELDS.to_string();
+    for (i, f) in OPTIONAL_FIELDS.iter().enumerate() {
+        if skipped & (1 << i) == 0 {
+            q.push(',');
+            q.push_str(f);
+        }
+    }
+    q
 }
 
 #[cfg(test)]
@@ -447,6 +512,7 @@ mod tests {
                 kind: Some("OAuthException".into()),
                 fbtrace_id: Some("A1b2C3d4E5f6-_G7".into()),
                 refuses_a_field: false,
+                refused_field: None,
             }
         );
         let e = read(400, body).unwrap_err();
@@ -478,7 +544,13 @@ mod tests {
     #[test]
     fn refused_fields_are_recognised() {
         let body = br#"{"error":{"message":"(#100) Tried accessing nonexisting field (messaging_limit_tier) on node type (WhatsAppBusinessPhoneNumber)","type":"OAuthException","code":100,"fbtrace_id":"x"}}"#;
-        assert!(graph_error(body).unwrap().refuses_a_field);
+        let g = graph_error(body).unwrap();
+        assert!(g.refuses_a_field);
+        assert_eq!(g.refused_field, Some(TIER_LIMIT_FIELD));
+        let other = br#"{"error":{"message":"(#100) Tried accessing nonexisting field (secret_field_EAAG) on node type (X)","code":100}}"#;
+        let g = graph_error(other).unwrap();
+        assert!(g.refuses_a_field);
+        assert_eq!(g.refused_field, None, "only fields we ask are kept");
         let missing = br#"{"error":{"message":"Unsupported get request. Object with ID '1' does not exist, cannot be loaded due to missing permissions, or does not support this operation.","type":"GraphMethodException","code":100,"error_subcode":33}}"#;
         assert!(!graph_error(missing).unwrap().refuses_a_field);
         assert_eq!(graph_error(HEALTHY.as_bytes()), None);
@@ -497,7 +569,7 @@ mod tests {
     #[test]
     fn graph_versions() {
         use crate::config::check_api_version as check;
-        for v in ["v23.0", "v19.0", "v100.12"] {
+        for v in ["v26.0", "v23.0", "v19.0", "v100.12"] {
             assert!(check(v).is_ok(), "{v}");
         }
         for v in [
@@ -515,7 +587,68 @@ mod tests {
             fields_query(0),
             "status,quality_rating,name_status,code_verification_status,throughput,health_status,whatsapp_business_manager_messaging_limit,messaging_limit_tier"
         );
+        assert_eq!(graph_version("v24.0"), Some((24, 0)));
+        assert_eq!(graph_version("v9.12"), Some((9, 12)));
+        // A version before v24.0 never asks for the portfolio limit, so no start spends a refusal.
+        for v in ["v23.0", "v19.0", "v9.99"] {
+            assert!(
+                !fields_query(initial_skips(v)).contains(PORTFOLIO_LIMIT_FIELD),
+                "{v}"
+            );
+            assert!(
+                fields_query(initial_skips(v)).contains(TIER_LIMIT_FIELD),
+                "{v}"
+            );
+        }
+        for v in ["v24.0", "v26.0", crate::config::DEFAULT_GRAPH_API_VERSION] {
+            assert_eq!(initial_skips(v), 0, "{v}");
+        }
         assert!(!fields_query(0).contains("display_phone_number"));
         assert!(!fields_query(0).contains("verified_name"));
+    }
+
+    #[test]
+    fn refused_fields_are_dropped_one_by_one_and_never_asked_again() {
+        let refusal = |field: &str| {
+            graph_error(format!(r#"{{"error":{{"message":"(#100) Tried accessing nonexisting field ({field}) on node type (WhatsAppBusinessPhoneNumber)","type":"OAuthException","code":100}}}}"#).as_bytes()).unwrap()
+        };
+        let portfolio = refusal(PORTFOLIO_LIMIT_FIELD);
+        let tier = refusal(TIER_LIMIT_FIELD);
+        // The named field goes, the other stays.
+        let skipped = to_drop(&portfolio, 0);
+        assert_eq!(
+            fields_query(skipped),
+            format!("{CORE_FIELDS},{TIER_LIMIT_FIELD}")
+        );
+        assert_eq!(
+            to_drop(&portfolio, skipped),
+            0,
+            "already dropped: nothing to retry"
+        );
+        let skipped = skipped | to_drop(&tier, skipped);
+        assert_eq!(fields_query(skipped), CORE_FIELDS);
+        // A refusal of a core field, or with nothing left to drop, fails the poll.
+        assert_eq!(to_drop(&refusal("health_status"), 0), 0);
+        assert_eq!(to_drop(&tier, skipped), 0);
+        // Unnamed: every optional field still asked goes at once, so one retry is enough.
+        let unnamed = GraphError {
+            code: Some(100),
+            refuses_a_field: true,
+            ..GraphError::default()
+        };
+        assert_eq!(fields_query(to_drop(&unnamed, 0)), CORE_FIELDS);
+    }
+
+    #[test]
+    fn a_missing_number_is_not_found() {
+        // facebook/openapi business-messaging-api: 404 phone_not_found and deleted_phone.
+        for body in [
+            r#"{"error":{"message":"Phone number not found","type":"GraphMethodException","code":803,"fbtrace_id":"AXsgnV2Cm3ZMGF3dF_cfYIn"}}"#,
+            r#"{"error":{"message":"(#803) Some of the aliases you requested do not exist: 106540352242922","type":"OAuthException","code":803}}"#,
+        ] {
+            let e = read(404, body).unwrap_err();
+            assert_eq!(e.reason(), "not_found", "{body}");
+            assert!(!e.to_string().contains("106540352242922"), "{e}");
+        }
     }
 }

@@ -31,7 +31,7 @@ pub use queue::{
     delay_seconds, parse_delete, parse_notification, Backoff, MessageStatus, Notification,
     RecentReceipts, WebhookType,
 };
-pub use state::{parse, InstanceState, Status};
+pub use state::{judge, parse, InstanceState, Status};
 
 crate::exposition::families! {
     /// Green API series: the instance state, and the queue's counters once it is consumed.
@@ -62,6 +62,12 @@ pub static DELAY_BUCKETS: [f64; 15] = [
     1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0,
     43200.0, 86400.0,
 ];
+
+/// `getStateInstance` is limited to one request a second per instance, and a state takes up to 5
+/// minutes to settle after the phone comes back: polling faster than this only spends the limit.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+pub const MIN_INTERVAL_WHY: &str =
+    "getStateInstance is limited to 1 request a second per instance and a state takes minutes to settle";
 
 pub struct Source {
     client: reqwest::Client,
@@ -149,8 +155,7 @@ impl Poller for Source {
             .timeout(timeout)
             .header(reqwest::header::ACCEPT, "application/json");
         let answer = fetch(req, timeout).await?;
-        answer.check_status()?;
-        Ok(Box::new(parse(&answer.body)?))
+        Ok(Box::new(judge(&answer)?))
     }
 
     /// The queue counters, once the consumer runs.
@@ -343,6 +348,16 @@ mod tests {
         assert!(!parse(br#"{"stateInstance":"yellowCard"}"#)
             .unwrap()
             .connected());
+        let suspended = parse(br#"{"stateInstance":"suspended"}"#).unwrap();
+        assert_eq!(suspended.state, InstanceState::Suspended);
+        assert!(
+            !suspended.connected(),
+            "sending is restricted, like yellowCard"
+        );
+        assert_eq!(
+            suspended.summary(),
+            "state suspended (sending suspended for a while)"
+        );
         for body in [&b"null"[..], b"{}", b"", b"{\"stateInstance\":"] {
             assert_eq!(parse(body).unwrap_err().reason(), "invalid_response");
         }
@@ -430,5 +445,38 @@ mod tests {
             Duration::from_secs(2),
             "Retry-After is no step"
         );
+    }
+
+    fn answer(code: u16, body: &str) -> crate::http::Answer {
+        crate::http::Answer {
+            status: reqwest::StatusCode::from_u16(code).unwrap(),
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn a_deleted_instance_is_not_found() {
+        // Green API's common errors: HTTP 400 "Instance is deleted", as text or in a JSON body.
+        for body in [
+            "Instance is deleted",
+            r#"{"message":"Instance is deleted"}"#,
+        ] {
+            let e = judge(&answer(400, body)).unwrap_err();
+            assert_eq!(e.reason(), "not_found", "{body}");
+        }
+        for (code, body, reason) in [
+            (
+                400,
+                "Instance account is expired. Renew your instance from personal area",
+                "http_status",
+            ),
+            (401, "Unauthorized", "unauthorized"),
+            (429, "Instance is deleted", "rate_limited"),
+            (500, "Instance is deleted", "http_status"),
+        ] {
+            assert_eq!(judge(&answer(code, body)).unwrap_err().reason(), reason);
+        }
+        assert!(judge(&answer(200, r#"{"stateInstance":"authorized"}"#)).is_ok());
     }
 }

@@ -1,14 +1,18 @@
-//! The instance state, as `getStateInstance` and `stateInstanceChanged` tell it.
+//! The instance state, as `getStateInstance` and `stateInstanceChanged` tell it, and what an
+//! answer that is not a state says went wrong.
 
 use serde::Deserialize;
 
 use super::GreenApiFamily;
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
+use crate::http::Answer;
 use crate::providers::shape::Observation;
 
 crate::labels::closed_set! {
-    /// The instance state, as `getStateInstance` and `stateInstanceChanged` tell it.
+    /// The instance state, as `getStateInstance` and `stateInstanceChanged` tell it: the values
+    /// of Green API's documentation and of its SDKs' `InstanceState` (`suspended` is the
+    /// temporary restriction that replaces the deprecated `yellowCard`).
     pub enum InstanceState {
         Authorized => "authorized",
         NotAuthorized => "notAuthorized",
@@ -16,6 +20,7 @@ crate::labels::closed_set! {
         SleepMode => "sleepMode",
         Starting => "starting",
         YellowCard => "yellowCard",
+        Suspended => "suspended",
         Unknown => "unknown",
     }
 }
@@ -25,6 +30,33 @@ impl InstanceState {
     pub fn from_text(s: &str) -> Self {
         crate::labels::find_ignoring_case(s.trim()).unwrap_or(InstanceState::Unknown)
     }
+
+    /// Authorized, but sending is restricted for a while (spam suspected).
+    pub fn is_restricted(self) -> bool {
+        matches!(self, InstanceState::YellowCard | InstanceState::Suspended)
+    }
+}
+
+/// The text of Green API's common error for an instance that was deleted (HTTP 400).
+const DELETED: &str = "instance is deleted";
+
+/// What a `getStateInstance` answer means: the state, or why the poll failed. A deleted instance
+/// is told by a 400 whose body says so; it is `not_found`, not a passing HTTP failure.
+pub fn judge(answer: &Answer) -> Result<Status, PollError> {
+    let code = answer.status.as_u16();
+    if (400..500).contains(&code) && code != 429 && says_deleted(&answer.body) {
+        return Err(PollError::NotFound(code, ", the instance is deleted"));
+    }
+    answer.check_status()?;
+    parse(&answer.body)
+}
+
+/// Whether a body (text or JSON, read in its first kilobytes only) tells a deleted instance.
+fn says_deleted(body: &[u8]) -> bool {
+    let head = &body[..body.len().min(4096)];
+    String::from_utf8_lossy(head)
+        .to_lowercase()
+        .contains(DELETED)
 }
 
 /// The answer of `getStateInstance`.
@@ -61,6 +93,13 @@ impl Observation for Status {
     }
 
     fn summary(&self) -> String {
-        format!("state {}", self.state.as_str())
+        if self.state.is_restricted() {
+            format!(
+                "state {} (sending suspended for a while)",
+                self.state.as_str()
+            )
+        } else {
+            format!("state {}", self.state.as_str())
+        }
     }
 }

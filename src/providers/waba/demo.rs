@@ -1,7 +1,11 @@
-//! A simulated WhatsApp Business API deployment: multi-connect, three nodes, `auth: login`.
+//! A simulated WhatsApp Business API deployment: multi-connect with one shard, three nodes,
+//! `auth: login`.
 //!
-//! The coreapp loses its socket now and then and comes back through "connecting" and "receiving
-//! offline messages"; free space shrinks slowly; the build expires in about 30 days.
+//! As Meta documents a multi-connect cluster: the primary master owns the master shard and is
+//! connected, the Coreapp owns shard 0 and is connected, the secondary master (a standby) reports
+//! its socket down and `disconnected` by design. The Coreapp loses its socket now and then and
+//! comes back through "connecting" and "receiving offline messages"; free space shrinks slowly;
+//! the build expires in about 30 days.
 
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -121,14 +125,14 @@ pub fn support(t: u64, now: u64) -> String {
         r#"{{"support":{{"{PRIMARY}":{},"{SECONDARY}":{},"{COREAPP}":{}}},"meta":{{"api_status":"stable","version":"2.41.3"}}}}"#,
         node(
             "primary_master",
-            "[[-1,-1],[0,0]]",
+            "[[-1,-1]]",
             "UP",
             40 * gib - t * 8_388_608
         ),
-        node("secondary_master", "[]", "UP", 40 * gib - t * 4_194_304),
+        node("secondary_master", "[]", "DN", 40 * gib - t * 4_194_304),
         node(
             "coreapp",
-            "[]",
+            "[[0,0]]",
             coreapp_socket(t),
             25 * gib - t * 16_777_216
         ),
@@ -137,7 +141,7 @@ pub fn support(t: u64, now: u64) -> String {
 
 pub fn health(t: u64) -> String {
     format!(
-        r#"{{"health":{{"{PRIMARY}":{{"gateway_status":"connected","role":"primary_master"}},"{SECONDARY}":{{"gateway_status":"connected","role":"secondary_master"}},"{COREAPP}":{{"gateway_status":"{}","role":"coreapp"}}}}}}"#,
+        r#"{{"health":{{"{PRIMARY}":{{"gateway_status":"connected","role":"primary_master"}},"{SECONDARY}":{{"gateway_status":"disconnected","role":"secondary_master"}},"{COREAPP}":{{"gateway_status":"{}","role":"coreapp"}}}}}}"#,
         coreapp_gateway(t)
     )
 }
@@ -189,6 +193,16 @@ mod tests {
         assert_eq!(core(95).0, SocketState::UpReceivingOffline);
         assert!(at(95).connected());
         assert_eq!(core(170), (SocketState::Up, GatewayStatus::Connected));
+        let standby = at(10)
+            .nodes
+            .into_iter()
+            .find(|n| n.name == SECONDARY)
+            .unwrap();
+        assert_eq!(
+            standby.socket,
+            Some(SocketState::Down),
+            "a standby by design"
+        );
     }
 
     #[test]

@@ -55,6 +55,13 @@ pub const REFRESH_MARGIN: Duration = Duration::from_secs(3_600);
 /// Nodes beyond this many in one answer are ignored: the label set stays bounded.
 pub const MAX_NODES: usize = 64;
 
+/// The client's health is not fresher than this: `/v1/health` answers from a cache that is
+/// refreshed every few minutes (every 5 minutes on hosted deployments, whose providers ask not to
+/// call it more often), so a shorter interval repeats the same answer.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
+pub const MIN_INTERVAL_WHY: &str =
+    "/v1/health answers from a cache refreshed every few minutes (every 5 minutes on hosted deployments)";
+
 pub struct Source {
     client: reqwest::Client,
     support_url: String,

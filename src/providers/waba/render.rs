@@ -5,11 +5,41 @@ use super::WabaFamily;
 use crate::exposition::FragmentWriter;
 use crate::providers::shape::Observation;
 
+impl Status {
+    /// The nodes that own shards, when at least one node tells its shards.
+    fn shard_owners(&self) -> Option<Vec<&Node>> {
+        self.nodes.iter().any(|n| n.shards.is_some()).then(|| {
+            self.nodes
+                .iter()
+                .filter(|n| n.shards.is_some_and(|s| s > 0))
+                .collect()
+        })
+    }
+}
+
+fn socket_up(n: &Node) -> bool {
+    n.socket.is_some_and(SocketState::is_up)
+}
+
 impl Observation for Status {
-    /// Every node that tells its socket has it up.
+    /// The nodes meant to be connected have their socket up (`UP` or `UP receiving offline`).
+    ///
+    /// A single node is meant to be. In a High Availability or multi-connect cluster only the
+    /// nodes that own shards are: the Coreapps serving the shards, and on multi-connect the
+    /// primary master with the master shard. The secondary master and the standby Coreapps
+    /// report their socket down and `gateway_status` disconnected by design, so they do not
+    /// count; a cluster in which no node owns a shard (a failover that has not completed) is not
+    /// connected. A cluster none of whose nodes tells its shards (an older client) is connected
+    /// when any node's socket is up.
     fn connected(&self) -> bool {
-        let mut sockets = self.nodes.iter().filter_map(|n| n.socket).peekable();
-        sockets.peek().is_some() && sockets.all(SocketState::is_up)
+        if !self.multi_connect {
+            let mut sockets = self.nodes.iter().filter_map(|n| n.socket).peekable();
+            return sockets.peek().is_some() && sockets.all(SocketState::is_up);
+        }
+        match self.shard_owners() {
+            Some(owners) => !owners.is_empty() && owners.iter().all(|n| socket_up(n)),
+            None => self.nodes.iter().any(socket_up),
+        }
     }
 
     fn write(&self, w: &mut FragmentWriter) {
@@ -29,12 +59,17 @@ impl Observation for Status {
                     .map_or("?", GatewayStatus::as_str)
             );
         }
-        let up = self
-            .nodes
-            .iter()
-            .filter(|n| n.socket.is_some_and(SocketState::is_up))
-            .count();
-        format!("{} nodes, {up} with socket up", self.nodes.len())
+        let up = self.nodes.iter().filter(|n| socket_up(n)).count();
+        let owners = match self.shard_owners() {
+            Some(o) if o.is_empty() => ", no shard owner".to_string(),
+            Some(o) => format!(
+                ", {} of {} shard owners up",
+                o.iter().filter(|n| socket_up(n)).count(),
+                o.len()
+            ),
+            None => String::new(),
+        };
+        format!("{} nodes, {up} with socket up{owners}", self.nodes.len())
     }
 }
 

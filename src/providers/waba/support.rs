@@ -525,7 +525,7 @@ mod tests {
         assert_eq!(s.nodes[0].gateway_status, Some(GatewayStatus::Disconnected));
         assert_eq!(s.nodes[2].role.as_deref(), Some("primary_master"));
         assert_eq!(s.nodes[2].shards, Some(1));
-        assert!(!s.connected(), "one node is down");
+        assert!(!s.connected(), "a shard owner (waba-core-1) is down");
         let text = render(&s);
         assert!(text.contains(
             "whatsapp_waba_socket_state{node=\"waba-core-1:1a2b3c4d5e6f\",state=\"down\"} 1\n"
@@ -537,7 +537,10 @@ mod tests {
             "whatsapp_waba_gateway_status{node=\"waba-core-2:6f5e4d3c2b1a\",status=\"connecting\"} 1\n"
         ));
         assert!(text.contains("whatsapp_waba_free_space_bytes{node=\"waba-core-2:6f5e4d3c2b1a\",volume=\"data\"} 1024\n"));
-        assert_eq!(s.summary(), "3 nodes, 2 with socket up");
+        assert_eq!(
+            s.summary(),
+            "3 nodes, 2 with socket up, 2 of 3 shard owners up"
+        );
     }
 
     #[test]
@@ -670,5 +673,94 @@ mod tests {
         for health in [&b"null"[..], b"{}", b"{\"health\":[1]}", b"oops"] {
             assert!(parse(SINGLE.as_bytes(), health).is_err());
         }
+    }
+
+    /// A cluster as Meta documents it: in High Availability only the Coreapp that owns the shards
+    /// is connected, every other node (masters included) reports disconnected; on multi-connect
+    /// with X shards X Coreapps and the primary master (the master shard) are connected.
+    fn cluster(nodes: &[(&str, &str, &str, &str)]) -> Status {
+        let support: Vec<String> = nodes
+            .iter()
+            .map(|(name, role, shards, socket)| {
+                format!(r#""{name}":{{"multi_connect":true,"role":"{role}","shards":{shards},"socket_conn":"{socket}"}}"#)
+            })
+            .collect();
+        let health: Vec<String> = nodes
+            .iter()
+            .map(|(name, role, _, socket)| {
+                let g = if socket.starts_with("UP") {
+                    "connected"
+                } else {
+                    "disconnected"
+                };
+                format!(r#""{name}":{{"gateway_status":"{g}","role":"{role}"}}"#)
+            })
+            .collect();
+        parse(
+            format!(r#"{{"support":{{{}}}}}"#, support.join(",")).as_bytes(),
+            format!(r#"{{"health":{{{}}}}}"#, health.join(",")).as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn connected_means_the_nodes_meant_to_be_connected_are() {
+        let ha = |owner_socket: &str, owner_shards: &str| {
+            cluster(&[
+                ("m1:a", "primary_master", "[]", "DN"),
+                ("m2:b", "secondary_master", "[]", "DN"),
+                ("c1:c", "coreapp", owner_shards, owner_socket),
+                ("c2:d", "coreapp", "[]", "DN"),
+            ])
+        };
+        assert!(ha("UP", "[[-1,-1],[0,0]]").connected(), "healthy HA");
+        assert!(ha("UP receiving offline", "[[-1,-1],[0,0]]").connected());
+        assert!(
+            !ha("DN", "[[-1,-1],[0,0]]").connected(),
+            "the shard owner lost its socket"
+        );
+        assert!(!ha("SC", "[[-1,-1],[0,0]]").connected());
+        assert!(!ha("DN", "[]").connected(), "no node owns the shards");
+        assert!(!ha("UP", "[]").connected(), "up, but owning nothing");
+
+        let mc = |core2: &str, master: &str| {
+            cluster(&[
+                ("m1:a", "primary_master", "[[-1,-1]]", master),
+                ("m2:b", "secondary_master", "[]", "DN"),
+                ("c1:c", "coreapp", "[[0,0]]", "UP"),
+                ("c2:d", "coreapp", "[[1,1]]", core2),
+                ("c3:e", "coreapp", "[]", "DN"),
+            ])
+        };
+        assert!(
+            mc("UP", "UP").connected(),
+            "healthy multi-connect, spare down"
+        );
+        assert!(
+            !mc("DN", "UP").connected(),
+            "a shard-owning Coreapp is down"
+        );
+        assert!(
+            !mc("UP", "DN").connected(),
+            "the master shard's owner is down"
+        );
+        assert_eq!(
+            mc("UP", "UP").summary(),
+            "5 nodes, 3 with socket up, 3 of 3 shard owners up"
+        );
+
+        // A cluster that tells no shards: any node up will do.
+        let old = parse(
+            br#"{"support":{"a:1":{"role":"coreapp","socket_conn":"DN"},"b:2":{"role":"coreapp","socket_conn":"UP"}}}"#,
+            br#"{"health":{}}"#,
+        )
+        .unwrap();
+        assert!(old.connected());
+        let old = parse(
+            br#"{"support":{"a:1":{"role":"coreapp","socket_conn":"DN"},"b:2":{"role":"coreapp","socket_conn":"DN"}}}"#,
+            br#"{"health":{}}"#,
+        )
+        .unwrap();
+        assert!(!old.connected());
     }
 }

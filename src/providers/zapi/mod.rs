@@ -14,7 +14,7 @@ use crate::secret::Secret;
 pub mod demo;
 mod status;
 
-pub use status::{parse, Status, StatusError};
+pub use status::{judge, parse, Refusal, Status, StatusError};
 
 crate::exposition::families! {
     /// PlugzAPI and Z-API series.
@@ -24,6 +24,12 @@ crate::exposition::families! {
         StatusError => "whatsapp_status_error", Gauge, "PlugzAPI/Z-API: the error the status call reports, as a state set.";
     }
 }
+
+/// Polling the status faster than this tells nothing new: it changes when the phone or the session
+/// does, and every call counts against the account's API use.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+pub const MIN_INTERVAL_WHY: &str =
+    "the status changes only when the phone or the session does, and every call counts against the account";
 
 pub struct Source {
     client: reqwest::Client,
@@ -59,7 +65,6 @@ impl Poller for Source {
             req = req.header("Client-Token", ct.expose());
         }
         let answer = fetch(req, timeout).await?;
-        answer.check_status()?;
-        Ok(Box::new(parse(&answer.body)?))
+        Ok(Box::new(judge(&answer)?))
     }
 }

@@ -1,10 +1,19 @@
-//! The status answer: its shape, read leniently, and the series it becomes.
+//! The status answer: its shape, read leniently, and the series it becomes; and what an answer
+//! that is not a status says went wrong.
+//!
+//! Z-API tells many problems in the body rather than the status code: a refused or missing
+//! Client-Token or an address outside the IP allow-list comes as `{"error": "..."}` with HTTP 200
+//! or 400, and an instance id and token that do not belong together as `{"error":"Instance not
+//! found"}`. [`judge`] reads such a body before the status code, and keeps only which case it is:
+//! the text itself can echo the Client-Token, so it is never copied into the error.
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::ZapiFamily;
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
+use crate::http::Answer;
 use crate::json::lenient_bool;
 use crate::providers::shape::Observation;
 
@@ -59,6 +68,93 @@ impl StatusError {
             _ => StatusError::Other,
         }
     }
+}
+
+/// A problem the body of a Z-API answer tells in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `null not allowed`, `your client-token is not configured`: the account requires the
+    /// `Client-Token` header and the request has none.
+    ClientTokenMissing,
+    /// `Client-Token ... not allowed`: the header was sent but is not the account's.
+    ClientTokenWrong,
+    /// `... not allowed` for the caller's address: the account's IP allow-list refuses it.
+    AddressNotAllowed,
+    /// `Instance not found`: no instance with this id, or the token is not this instance's.
+    InstanceNotFound,
+}
+
+impl Refusal {
+    /// Reads the `error` (or `message`) text of an answer that is not a status.
+    pub fn from_text(text: &str) -> Option<Self> {
+        let t = text.trim().trim_end_matches('.').trim().to_lowercase();
+        let client_token = t.contains("client-token") || t.contains("client token");
+        if t == "null not allowed" || (client_token && t.contains("not configured")) {
+            Some(Refusal::ClientTokenMissing)
+        } else if client_token {
+            Some(Refusal::ClientTokenWrong)
+        } else if t.ends_with("not allowed") {
+            Some(Refusal::AddressNotAllowed)
+        } else if t.contains("instance not found")
+            || t.contains("instance does not exist")
+            || (t.contains("instância") && t.contains("não encontrada"))
+        {
+            Some(Refusal::InstanceNotFound)
+        } else {
+            None
+        }
+    }
+
+    /// The error of a poll that got this refusal with HTTP status `code`.
+    pub fn error(self, code: u16) -> PollError {
+        match self {
+            Refusal::ClientTokenMissing => PollError::Unauthorized(
+                code,
+                ", the account requires a Client-Token header: set client_token",
+            ),
+            Refusal::ClientTokenWrong => PollError::Unauthorized(
+                code,
+                ", the Client-Token sent is not the account's security token",
+            ),
+            Refusal::AddressNotAllowed => PollError::Unauthorized(
+                code,
+                ", the account's IP allow-list does not include the exporter's address",
+            ),
+            Refusal::InstanceNotFound => PollError::NotFound(
+                code,
+                ", no instance with this id, or the token is not this instance's",
+            ),
+        }
+    }
+}
+
+/// The refusal an answer's body tells: a JSON object without `connected` whose `error` or
+/// `message` is one of the texts Z-API answers with.
+fn refusal(body: &[u8]) -> Option<Refusal> {
+    let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    if o.contains_key("connected") {
+        return None;
+    }
+    ["error", "message"]
+        .iter()
+        .filter_map(|k| o.get(*k).and_then(Value::as_str))
+        .find_map(Refusal::from_text)
+}
+
+/// What an answer means: the instance status, or why the poll failed. A refusal told in the body
+/// wins over the status code (Z-API sends them with 200 and 400 alike), except for 429 and 5xx,
+/// which say more about the moment than the body does.
+pub fn judge(answer: &Answer) -> Result<Status, PollError> {
+    let code = answer.status.as_u16();
+    if code != 429 && code < 500 {
+        if let Some(r) = refusal(&answer.body) {
+            return Err(r.error(code));
+        }
+    }
+    answer.check_status()?;
+    parse(&answer.body)
 }
 
 /// Parses a status answer. A `null` body, or one without `connected`, is not a status.
@@ -208,7 +304,7 @@ mod tests {
             &b"null"[..],
             b"",
             b"<html>502 Bad Gateway</html>",
-            b"{\"error\":\"Instance not found\"}",
+            b"{\"error\":\"Something else went wrong\"}",
             b"[]",
             b"{\"connected\":",
         ] {
@@ -218,6 +314,123 @@ mod tests {
                 "invalid_response",
                 "{:?}",
                 String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    fn answer(code: u16, body: &str) -> Answer {
+        Answer {
+            status: reqwest::StatusCode::from_u16(code).unwrap(),
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn refusals_told_in_the_body() {
+        // The bodies Z-API documents (security/client-token, security/ip-block) and integrators
+        // quote, with 200 and 400 alike.
+        for (code, body, reason, refusal) in [
+            (
+                200,
+                r#"{"error":"null not allowed"}"#,
+                "unauthorized",
+                Refusal::ClientTokenMissing,
+            ),
+            (
+                400,
+                r#"{"error":"null not allowed"}"#,
+                "unauthorized",
+                Refusal::ClientTokenMissing,
+            ),
+            (
+                400,
+                r#"{"error":"your client-token is not configured"}"#,
+                "unauthorized",
+                Refusal::ClientTokenMissing,
+            ),
+            (
+                403,
+                r#"{"error":"Client-Token F0e1d2C3b4A5 not allowed"}"#,
+                "unauthorized",
+                Refusal::ClientTokenWrong,
+            ),
+            (
+                200,
+                r#"{"error":"[IP request] not allowed"}"#,
+                "unauthorized",
+                Refusal::AddressNotAllowed,
+            ),
+            (
+                200,
+                r#"{"error":"203.0.113.7 not allowed"}"#,
+                "unauthorized",
+                Refusal::AddressNotAllowed,
+            ),
+            (
+                400,
+                r#"{"error":"Instance not found"}"#,
+                "not_found",
+                Refusal::InstanceNotFound,
+            ),
+            (
+                404,
+                r#"{"error":"Instance not found."}"#,
+                "not_found",
+                Refusal::InstanceNotFound,
+            ),
+            (
+                200,
+                r#"{"message":"instance not found"}"#,
+                "not_found",
+                Refusal::InstanceNotFound,
+            ),
+        ] {
+            let e = judge(&answer(code, body)).unwrap_err();
+            assert_eq!(e.reason(), reason, "{code} {body}");
+            assert_eq!(e, refusal.error(code), "{code} {body}");
+        }
+    }
+
+    #[test]
+    fn refusals_never_quote_the_body() {
+        let e = judge(&answer(
+            403,
+            r#"{"error":"Client-Token F0e1d2C3b4A5 not allowed"}"#,
+        ))
+        .unwrap_err();
+        assert!(!e.to_string().contains("F0e1d2C3b4A5"), "{e}");
+        let e = judge(&answer(200, r#"{"error":"203.0.113.7 not allowed"}"#)).unwrap_err();
+        assert!(!e.to_string().contains("203.0.113.7"), "{e}");
+    }
+
+    #[test]
+    fn statuses_still_decide_without_a_known_refusal() {
+        assert!(judge(&answer(
+            200,
+            r#"{"connected":true,"error":"You are already connected."}"#
+        ))
+        .is_ok());
+        // A status whose `error` merely mentions the words is a status.
+        assert!(judge(&answer(200, r#"{"connected":false,"error":"not allowed"}"#)).is_ok());
+        for (code, body, reason) in [
+            (401, "", "unauthorized"),
+            (403, "Forbidden", "unauthorized"),
+            (
+                404,
+                r#"{"error":"NOT_FOUND","message":"Unable to find matching target resource method"}"#,
+                "http_status",
+            ),
+            (400, r#"{"error":"Bad request"}"#, "http_status"),
+            (429, r#"{"error":"null not allowed"}"#, "rate_limited"),
+            (502, r#"{"error":"Instance not found"}"#, "http_status"),
+            (200, r#"{"error":"Something new"}"#, "invalid_response"),
+            (200, "<html>", "invalid_response"),
+        ] {
+            assert_eq!(
+                judge(&answer(code, body)).unwrap_err().reason(),
+                reason,
+                "{code} {body}"
             );
         }
     }
