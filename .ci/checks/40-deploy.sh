@@ -921,7 +921,7 @@ PY
 prometheus_live_probe() {
   local exp_port prom_port exp_pid prom_pid cfg
   exp_port="$(free_port)"
-  "$BIN" --demo --web.listen-address "127.0.0.1:$exp_port" >"$tmp/probe-demo.log" 2>&1 &
+  "$BIN" --demo --no-background-polling --web.listen-address "127.0.0.1:$exp_port" >"$tmp/probe-demo.log" 2>&1 &
   exp_pid=$!
   wait_http "$exp_port" /-/ready 20
   for cfg in probe probe-sharded; do
@@ -931,10 +931,11 @@ prometheus_live_probe() {
 import json, re, sys, time, urllib.request
 import yaml
 name, exp_port, out = sys.argv[1], sys.argv[2], sys.argv[3]
-deadline = time.time() + 30  # the simulated gateways' first polls
+deadline = time.time() + 30
+# Without background polling /metrics holds no gateway series: the status page lists the gateways.
 while True:
-    body = urllib.request.urlopen(f"http://127.0.0.1:{exp_port}/metrics", timeout=10).read().decode()
-    demo = sorted(set(re.findall(r'^whatsapp_up\{[^}]*gateway="([^"]+)"', body, re.M)))
+    body = urllib.request.urlopen(f"http://127.0.0.1:{exp_port}/", timeout=10).read().decode()
+    demo = sorted(set(re.findall(r'probe\?target=([A-Za-z0-9_.-]+)', body)))
     if demo or time.time() > deadline:
         break
     time.sleep(0.5)
