@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -65,8 +64,8 @@ pub struct Exporter {
     gateways: RwLock<Arc<Vec<Arc<Gateway>>>>,
     /// The stop token of each gateway's tasks, by name.
     running: Mutex<HashMap<String, CancellationToken>>,
-    limit: Arc<Semaphore>,
-    limit_size: Mutex<usize>,
+    /// The poll slots (`max_concurrent_polls`), shared by the schedules and `/probe`.
+    slots: Arc<scheduler::Slots>,
     tracker: TaskTracker,
     stop: CancellationToken,
     pub plugchat: webhooks::plugchat::Receiver,
@@ -101,8 +100,7 @@ impl Exporter {
             metrics,
             gateways: RwLock::new(Arc::new(Vec::new())),
             running: Mutex::new(Default::default()),
-            limit: Arc::new(Semaphore::new(cfg.global.max_concurrent_polls)),
-            limit_size: Mutex::new(cfg.global.max_concurrent_polls),
+            slots: Arc::new(scheduler::Slots::new(cfg.global.max_concurrent_polls)),
             tracker: TaskTracker::new(),
             stop,
             plugchat,
@@ -125,6 +123,14 @@ impl Exporter {
         all.binary_search_by(|g| g.name().cmp(name))
             .ok()
             .map(|i| all[i].clone())
+    }
+
+    /// `/probe`: calls the gateway if it is its time (once for any number of concurrent
+    /// probes, within a slot, not while it asked to be left alone), waiting no longer than its
+    /// timeout for its turn; the gateway's series answer either way.
+    pub async fn probe(&self, gw: &Gateway) -> scheduler::Outcome {
+        let wait = gw.config.timeout;
+        scheduler::call(gw, &self.slots, scheduler::Trigger::Probe, Some(wait)).await
     }
 
     /// Reads the configuration again and applies it; on error the running one stays.
@@ -150,7 +156,7 @@ impl Exporter {
     fn apply(&self, cfg: Config) -> Result<(), String> {
         let Plan { next, started } = self.plan(cfg.gateways)?;
         self.plugchat.configure(&cfg.plugchat);
-        self.resize_limit(cfg.global.max_concurrent_polls);
+        self.slots.resize(cfg.global.max_concurrent_polls);
         self.restart_tasks(&next, started);
         *write(&self.gateways) = Arc::new(next);
         self.metrics.reload_successful.set(1);
@@ -214,7 +220,7 @@ impl Exporter {
     /// A gateway's poll schedule, and its Green API queue consumer when it has one.
     fn spawn_tasks(&self, gw: &Arc<Gateway>, stop: CancellationToken) {
         if !self.polling.no_background {
-            let schedule = scheduler::run_gateway(gw.clone(), self.limit.clone(), stop.clone());
+            let schedule = scheduler::run_gateway(gw.clone(), self.slots.clone(), stop.clone());
             self.tracker.spawn(schedule);
         }
         if let providers::Source::GreenApi(s) = &gw.source {
@@ -222,20 +228,6 @@ impl Exporter {
                 self.tracker.spawn(consumer::consume(gw.clone(), stop));
             }
         }
-    }
-
-    fn resize_limit(&self, want: usize) {
-        let mut have = lock(&self.limit_size);
-        if want > *have {
-            self.limit.add_permits(want - *have);
-        } else if want < *have {
-            // Permits held by polls in flight come back later; forget what is free now and the
-            // rest shrinks on the next reload at the latest.
-            let gone = self.limit.forget_permits(*have - want);
-            *have -= gone;
-            return;
-        }
-        *have = want;
     }
 
     /// Stops every task and waits for them, but no longer than [`SHUTDOWN_GRACE`].

@@ -102,6 +102,9 @@ families! {
         LastSuccess => "whatsapp_last_success_timestamp_seconds", Gauge, "Unix time of the last successful poll.";
         Polls => "whatsapp_polls_total", Counter, "Polls made.";
         PollFailures => "whatsapp_poll_failures_total", Counter, "Failed polls by reason.";
+        LastPollError => "whatsapp_last_poll_error_info", Gauge, "1 while whatsapp_up is 0, with the reason of the last failed poll, or not_polled_yet before the first poll.";
+        NextPoll => "whatsapp_next_poll_timestamp_seconds", Gauge, "Unix time the background schedule polls the gateway next; in the past, the poll is overdue.";
+        RetryAfter => "whatsapp_retry_after_timestamp_seconds", Gauge, "Unix time before which the gateway asked (Retry-After) not to be called; no call is made before it.";
     }
 }
 

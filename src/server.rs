@@ -200,7 +200,8 @@ fn accepts_gzip(req: &Request<Incoming>) -> bool {
         })
 }
 
-/// `/probe?target=NAME`: polls the gateway now and answers with its series alone.
+/// `/probe?target=NAME`: polls the gateway if its interval has passed since the last call (and
+/// it asked for no back-off), and answers with its series alone.
 async fn probe(ex: &Exporter, query: Option<&str>) -> Response<Body> {
     let target = query.and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
@@ -216,7 +217,7 @@ async fn probe(ex: &Exporter, query: Option<&str>) -> Response<Body> {
             "unknown target: name a configured gateway\n",
         );
     };
-    let _ = gw.poll().await;
+    ex.probe(&gw).await;
     let frag = gw.fragment();
     let mut out = Vec::with_capacity(frag.text_len() + 2048);
     let own = crate::providers::families(gw.config.provider);
