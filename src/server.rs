@@ -11,20 +11,36 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::conns::{Admitted, Conns};
 use crate::exporter::{Exporter, SHUTDOWN_GRACE};
 use crate::exposition;
 use crate::respond::{html, text, Body, METRICS_CONTENT_TYPE};
 use crate::status_page;
 use crate::web_config::WebConfig;
 
-/// Connections served at once; more are closed at accept, so idle sockets cannot exhaust memory.
+/// Connections served at once (fewer when the limit on open files is lower): a newcomer beyond
+/// it closes the oldest connection that has not sent a request yet (see [`crate::conns`]).
 pub const MAX_CONNECTIONS: usize = 1024;
-/// A client that has not sent its headers by then is dropped (slow-loris).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The share of [`MAX_CONNECTIONS`] one client address may hold.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = MAX_CONNECTIONS / 2;
+/// File descriptors kept for everything but the server's connections: polls, files, logs.
+pub const FD_RESERVE: u64 = 256;
+/// A client that has not sent its headers by then is dropped (slow-loris); the same bounds a TLS
+/// handshake. Prometheus sends its request at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Request heads larger than this are answered 431.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// How many connections the server may hold with the soft limit on open files `fds`.
+pub fn connection_cap(fds: Option<u64>) -> usize {
+    let room = fds
+        .map_or(u64::MAX, |n| n.saturating_sub(FD_RESERVE))
+        .max(16);
+    MAX_CONNECTIONS.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
 
 /// Accepts connections until `stop`, then lets open ones finish for a moment.
 pub async fn serve(
@@ -34,61 +50,90 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let cap = connection_cap(crate::fdlimit::current());
+    let conns = Conns::new(cap, MAX_CONNECTIONS_PER_CLIENT.min(cap));
     let tracker = TaskTracker::new();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
-                    // Out of file descriptors, most likely: wait instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors: free one from the connections that wait for
+                    // nothing, instead of spinning or waiting for them to time out.
+                    let room = is_out_of_fds(&e) && conns.make_room();
+                    tracing::warn!(error = %e, closed_one = room, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(if room { 5 } else { 50 })).await;
                     continue;
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("connection limit reached; closing a new connection");
+        let Some(admitted) = conns.admit(peer.ip()) else {
+            tracing::debug!("every connection is busy; closing a new one");
             continue;
         };
         let (exporter, web, stop, tls) = (exporter.clone(), web.clone(), stop.clone(), tls.clone());
+        let conns = conns.clone();
         tracker.spawn(async move {
-            match tls {
-                None => serve_connection(stream, exporter, web, stop).await,
-                Some(acceptor) => {
-                    // Plain HTTP sent to a TLS port fails the handshake here and is closed.
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            serve_connection(tls_stream, exporter, web, stop).await
+            let evicted = admitted.state.evicted().clone();
+            let served = async {
+                match tls {
+                    None => serve_connection(stream, exporter, web, &conns, &admitted, stop).await,
+                    Some(acceptor) => {
+                        // Plain HTTP sent to a TLS port fails the handshake here and is closed.
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls_stream)) => {
+                                serve_connection(tls_stream, exporter, web, &conns, &admitted, stop)
+                                    .await
+                            }
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
                         }
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 }
+            };
+            tokio::select! {
+                _ = served => {}
+                _ = evicted.cancelled() => tracing::debug!("connection closed to make room for another"),
             }
-            drop(slot);
+            drop(admitted);
         });
     }
     tracker.close();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
 }
 
+fn is_out_of_fds(e: &std::io::Error) -> bool {
+    // EMFILE and ENFILE on Linux and the BSDs.
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
 async fn serve_connection<S>(
     stream: S,
     exporter: Arc<Exporter>,
     web: Arc<WebConfig>,
+    conns: &Arc<Conns>,
+    admitted: &Admitted,
     stop: CancellationToken,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| handle(exporter.clone(), web.clone(), req));
+    let (c, state) = (conns.clone(), admitted.state.clone());
+    let svc = service_fn(move |req| {
+        let (exporter, web, c, state) = (exporter.clone(), web.clone(), c.clone(), state.clone());
+        async move {
+            let _busy = c.busy(&state);
+            handle(exporter, web, req).await
+        }
+    });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024);
+        .max_header_size(MAX_HEAD)
+        .max_buf_size(MAX_HEAD);
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     tokio::select! {
