@@ -16,6 +16,7 @@ use crate::error::{PollError, Reason};
 use crate::exposition::{Family, Fragment, FragmentWriter};
 use crate::labels::LabelSet;
 use crate::providers::{families, Observation, Source};
+use crate::secret::Scrubber;
 use crate::sync::lock;
 
 pub struct Gateway {
@@ -27,6 +28,8 @@ pub struct Gateway {
     /// Held for the whole of a call to the gateway: concurrent askers wait for the one call and
     /// then answer from its outcome.
     pub flight: tokio::sync::Mutex<()>,
+    /// Removes the gateway's secrets, whole or in pieces, from what its answers brought.
+    pub scrubber: Arc<Scrubber>,
     state: Mutex<State>,
     /// The series as of the last change; a scrape takes a clone of the `Arc`.
     fragment: Mutex<Arc<Fragment>>,
@@ -100,11 +103,15 @@ impl State {
 impl Gateway {
     pub fn new(config: GatewayConfig, source: Source) -> Arc<Self> {
         let host = host_of(&config.url);
+        let scrubber = Arc::new(Scrubber::new(
+            config.settings.secrets().into_iter().map(|s| s.expose()),
+        ));
         let gw = Arc::new(Gateway {
             config,
             source,
             host,
             flight: tokio::sync::Mutex::new(()),
+            scrubber,
             state: Mutex::new(State::default()),
             fragment: Mutex::new(Arc::new(Fragment::default())),
         });
@@ -241,17 +248,10 @@ impl Gateway {
         self.render(&st);
     }
 
-    /// Defence in depth: whatever built the error, no secret of this gateway leaves in it.
+    /// Defence in depth: whatever built the error, no secret of this gateway leaves in it, whole
+    /// or in pieces of 8 characters or more.
     fn redact(&self, e: PollError) -> PollError {
-        let secrets: Vec<&str> = self
-            .config
-            .settings
-            .secrets()
-            .into_iter()
-            .map(|s| s.expose())
-            .filter(|s| s.len() >= 4)
-            .collect();
-        let scrub = |m: String| secrets.iter().fold(m, |m, s| m.replace(s, "<redacted>"));
+        let scrub = |m: String| self.scrubber.scrub(&m).into_owned();
         match e {
             PollError::Connect(m) => PollError::Connect(scrub(m)),
             PollError::InvalidResponse(m) => PollError::InvalidResponse(scrub(m)),
@@ -269,7 +269,8 @@ impl Gateway {
                 ("provider", self.config.provider.as_str()),
             ],
             families(self.config.provider),
-        );
+        )
+        .scrub_labels(self.scrubber.clone());
         w.gauge_bool(Family::Up, &[], st.up());
         if let Some(obs) = &st.observation {
             w.gauge_bool(Family::Connected, &[], obs.connected());

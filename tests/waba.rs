@@ -610,7 +610,8 @@ async fn login_token_is_kept_and_renewed_after_a_401() {
 #[tokio::test]
 async fn login_token_is_renewed_before_it_expires() {
     let mut w = Waba::new(single("UP"), HEALTH_SINGLE);
-    w.token_secs = Some(10);
+    // Twenty seconds: its last tenth spans two probes, a second apart at the least.
+    w.token_secs = Some(20);
     let (waba, mock) = w.start().await;
     let ex = start_probed(&probed("renew", &mock.url(), &login_auth(PASSWORD))).await;
     let m = probe(&ex, "renew").await;
