@@ -537,7 +537,7 @@ async def connections(binary, tmp, variants):
 
         async def scrape(i):
             await asyncio.sleep(i * 0.4)
-            status, body, secs = await ex.get("/metrics", timeout=10)
+            status, body, _ = await ex.get("/metrics", timeout=10)
             return status == 200 and b"whatsapp_up{" in body
 
         async def fds():
