@@ -70,6 +70,10 @@ pub struct Exporter {
     stop: CancellationToken,
     pub plugchat: webhooks::plugchat::Receiver,
     reloading: tokio::sync::Mutex<()>,
+    /// Reload requests so far, numbered from 1.
+    reload_requests: std::sync::atomic::AtomicU64,
+    /// The last reload: the highest request number it answers for, and its outcome.
+    last_reload: Mutex<(u64, Result<(), String>)>,
     polling: Polling,
 }
 
@@ -105,6 +109,8 @@ impl Exporter {
             stop,
             plugchat,
             reloading: tokio::sync::Mutex::new(()),
+            reload_requests: std::sync::atomic::AtomicU64::new(0),
+            last_reload: Mutex::new((0, Ok(()))),
             polling,
         });
         exporter
@@ -134,13 +140,27 @@ impl Exporter {
     }
 
     /// Reads the configuration again and applies it; on error the running one stays.
+    ///
+    /// Reloads are coalesced: one runs at a time, and every request that arrived while it ran
+    /// is answered by the single next one (which reads the file after they asked), so a storm of
+    /// requests costs at most one reload running and one pending. The file is read and parsed
+    /// on the blocking pool, never on the runtime thread that runs the polls.
     pub async fn reload(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        let ticket = self.reload_requests.fetch_add(1, Ordering::SeqCst) + 1;
         let _one_at_a_time = self.reloading.lock().await;
-        let result = self
-            .source
-            .load()
-            .map_err(|e| e.to_string())
-            .and_then(|cfg| self.apply(cfg));
+        {
+            let last = lock(&self.last_reload);
+            if last.0 >= ticket {
+                return last.1.clone();
+            }
+        }
+        let covers = self.reload_requests.load(Ordering::SeqCst);
+        let source = self.source.clone();
+        let loaded = tokio::task::spawn_blocking(move || source.load().map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|e| Err(format!("reading the configuration failed: {e}")));
+        let result = loaded.and_then(|cfg| self.apply(cfg));
         match &result {
             Ok(()) => tracing::info!(gateways = self.gateways().len(), "configuration reloaded"),
             Err(e) => {
@@ -148,6 +168,7 @@ impl Exporter {
                 tracing::error!(error = %e, "configuration reload refused; the running configuration stays");
             }
         }
+        *lock(&self.last_reload) = (covers, result.clone());
         result
     }
 

@@ -89,3 +89,52 @@ async fn authenticated_scrapes_get_through_a_connection_flood_too() {
     }
     ex.stop().await;
 }
+
+/// `n` PlugzAPI gateways on a closed port, polled hourly: a large file to parse.
+fn many_gateways(n: usize) -> String {
+    let mut y = String::from("global:\n  interval: 1h\n  timeout: 1s\ngateways:\n");
+    for i in 0..n {
+        y.push_str(&format!(
+            "  - name: gw-{i:05}\n    provider: plugzapi\n    url: http://127.0.0.1:9\n    instance: I{i}\n    token: tok-{i}\n"
+        ));
+    }
+    y
+}
+
+fn reloads_logged() -> usize {
+    common::logs()
+        .lines()
+        .filter(|l| l.contains("configuration reloaded"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_reload_storm_is_coalesced_into_one_reload_running_and_one_pending() {
+    let ex = Exporter::start(&many_gateways(2000)).await;
+    let before = reloads_logged();
+    let reloads: Vec<_> = (0..40)
+        .map(|_| {
+            let url = ex.url("/-/reload");
+            tokio::spawn(async move { common::client().post(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    for r in reloads {
+        assert_eq!(r.await.unwrap().unwrap().as_u16(), 200);
+    }
+    let done = reloads_logged() - before;
+    assert!(
+        (1..=4).contains(&done),
+        "40 concurrent reloads made {done} reloads"
+    );
+    // A request after them reads the file again: a change is applied.
+    ex.write_config(&many_gateways(10));
+    let (code, _) = common::client()
+        .post(ex.url("/-/reload"))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(ex.running.as_ref().unwrap().exporter.gateways().len(), 10);
+    ex.stop().await;
+}
