@@ -2,10 +2,11 @@
 //! connections cannot keep a scrape out.
 //!
 //! A connection is *new* until a request head has been read on it, then *busy* while a request is
-//! served and *idle* between requests. When the server is full (in all, or for one client
-//! address), a newcomer does not get turned away: the oldest new connection makes room for it,
-//! else the connection idle for longest (at least [`IDLE_EVICTABLE_AFTER`]). A busy connection is
-//! never closed for another. A client that connects and sends its request at once, as Prometheus
+//! served and *idle* between requests; a request that waits for a bcrypt check of credentials
+//! never seen before is *waiting*. When the server is full (in all, or for one client address), a
+//! newcomer does not get turned away: the oldest new connection makes room for it, else the
+//! oldest waiting one (a flood of wrong passwords waits there), else the connection idle for
+//! longest (at least [`IDLE_EVICTABLE_AFTER`]). A busy connection is never closed for another. A client that connects and sends its request at once, as Prometheus
 //! does, is the youngest connection until it is busy, so attackers holding sockets open lose
 //! theirs first.
 
@@ -22,6 +23,7 @@ use crate::sync::lock;
 const NEW: u8 = 0;
 const BUSY: u8 = 1;
 const IDLE: u8 = 2;
+const WAITING: u8 = 3;
 
 /// An idle connection younger than this may still be writing its last answer: not evicted.
 pub const IDLE_EVICTABLE_AFTER: Duration = Duration::from_secs(1);
@@ -72,6 +74,17 @@ pub struct Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.conns.remove(self.id);
+    }
+}
+
+/// Marks a connection waiting (for a bcrypt check) until dropped; busy again then.
+pub struct Waiting<'a> {
+    state: &'a ConnState,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.state.phase.store(BUSY, Ordering::Relaxed);
     }
 }
 
@@ -173,6 +186,12 @@ impl Conns {
         Busy { conns: self, state }
     }
 
+    /// The connection's request waits for a check that may be dropped; evictable meanwhile.
+    pub fn waiting<'a>(&self, state: &'a ConnState) -> Waiting<'a> {
+        state.phase.store(WAITING, Ordering::Relaxed);
+        Waiting { state }
+    }
+
     fn evict_one(&self, t: &mut Table, of: Option<IpAddr>) -> Option<()> {
         let candidates = || {
             t.open
@@ -181,17 +200,19 @@ impl Conns {
         };
         let now = self.now_ms();
         let idle_floor = u64::try_from(IDLE_EVICTABLE_AFTER.as_millis()).unwrap_or(u64::MAX);
-        let victim = candidates()
-            .find(|(_, e)| e.state.phase.load(Ordering::Relaxed) == NEW)
-            .map(|(id, _)| *id)
-            .or_else(|| {
-                candidates()
-                    .filter(|(_, e)| e.state.phase.load(Ordering::Relaxed) == IDLE)
-                    .map(|(id, e)| (*id, e.state.idle_since.load(Ordering::Relaxed)))
-                    .filter(|(_, since)| now.saturating_sub(*since) >= idle_floor)
-                    .min_by_key(|(_, since)| *since)
-                    .map(|(id, _)| id)
-            })?;
+        let oldest_in = |phase: u8| {
+            candidates()
+                .find(|(_, e)| e.state.phase.load(Ordering::Relaxed) == phase)
+                .map(|(id, _)| *id)
+        };
+        let victim = oldest_in(NEW).or_else(|| oldest_in(WAITING)).or_else(|| {
+            candidates()
+                .filter(|(_, e)| e.state.phase.load(Ordering::Relaxed) == IDLE)
+                .map(|(id, e)| (*id, e.state.idle_since.load(Ordering::Relaxed)))
+                .filter(|(_, since)| now.saturating_sub(*since) >= idle_floor)
+                .min_by_key(|(_, since)| *since)
+                .map(|(id, _)| id)
+        })?;
         if let Some(e) = t.open.remove(&victim) {
             e.state.evict.cancel();
             Self::uncount(t, e.client);
@@ -261,6 +282,22 @@ mod tests {
         let _z = conns.admit(ip("2001:db8::3")).unwrap();
         assert!(x.state.evicted().is_cancelled());
         assert_eq!(conns.open(), 5);
+    }
+
+    #[test]
+    fn a_request_waiting_for_a_password_check_makes_room_after_new_ones() {
+        let conns = Conns::new(2, 2);
+        let a = conns.admit(ip("10.0.0.1")).unwrap();
+        let b = conns.admit(ip("10.0.0.1")).unwrap();
+        let _busy = conns.busy(&a.state);
+        let _wait = conns.waiting(&a.state);
+        let _bb = conns.busy(&b.state);
+        let _c = conns.admit(ip("10.0.0.2")).unwrap();
+        assert!(
+            a.state.evicted().is_cancelled(),
+            "waiting for bcrypt: evictable"
+        );
+        assert!(!b.state.evicted().is_cancelled(), "busy: never");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::conns::{Admitted, Conns};
+use crate::conns::{Admitted, ConnState, Conns};
 use crate::exporter::{Exporter, SHUTDOWN_GRACE};
 use crate::exposition;
 use crate::respond::{html, text, Body, METRICS_CONTENT_TYPE};
@@ -125,7 +125,7 @@ async fn serve_connection<S>(
         let (exporter, web, c, state) = (exporter.clone(), web.clone(), c.clone(), state.clone());
         async move {
             let _busy = c.busy(&state);
-            handle(exporter, web, req).await
+            handle(exporter, web, req, (&c, &state)).await
         }
     });
     let mut builder = http1::Builder::new();
@@ -149,8 +149,9 @@ async fn handle(
     ex: Arc<Exporter>,
     web: Arc<WebConfig>,
     req: Request<Incoming>,
+    conn: (&Conns, &ConnState),
 ) -> Result<Response<Body>, Infallible> {
-    let mut resp = match authorised(&web, &req).await {
+    let mut resp = match authorised(&web, &req, conn).await {
         true => route(ex, req).await,
         false => {
             let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
@@ -168,8 +169,9 @@ async fn handle(
 }
 
 /// Basic auth, when configured, guards every endpoint but the webhooks, which carry their own
-/// secret because PlugChat cannot send credentials.
-async fn authorised(web: &WebConfig, req: &Request<Incoming>) -> bool {
+/// secret because PlugChat cannot send credentials. While credentials never seen before wait for
+/// their bcrypt check, the connection may be closed to make room for another.
+async fn authorised(web: &WebConfig, req: &Request<Incoming>, conn: (&Conns, &ConnState)) -> bool {
     let Some(auth) = &web.auth else { return true };
     if req.uri().path().starts_with("/webhooks/") {
         return true;
@@ -178,6 +180,10 @@ async fn authorised(web: &WebConfig, req: &Request<Incoming>) -> bool {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    if let Some(known) = auth.check_cached(header) {
+        return known;
+    }
+    let _waiting = conn.0.waiting(conn.1);
     auth.check(header).await
 }
 

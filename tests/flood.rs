@@ -138,3 +138,67 @@ async fn a_reload_storm_is_coalesced_into_one_reload_running_and_one_pending() {
     assert_eq!(ex.running.as_ref().unwrap().exporter.gateways().len(), 10);
     ex.stop().await;
 }
+
+#[tokio::test]
+async fn a_flood_of_wrong_passwords_leaves_the_scraper_fast() {
+    let hash = bcrypt::hash("scraper-pw", 6).unwrap();
+    let web = format!("basic_auth_users:\n  prometheus: '{hash}'\n");
+    let ex = Exporter::try_start_with_web("{}", Some(&web))
+        .await
+        .unwrap();
+    let scrape = |client: reqwest::Client, url: String| async move {
+        let start = Instant::now();
+        let r = client
+            .get(url)
+            .basic_auth("prometheus", Some("scraper-pw"))
+            .send()
+            .await;
+        (r.map(|r| r.status().as_u16()).ok(), start.elapsed())
+    };
+    let client = common::client();
+    assert_eq!(
+        scrape(client.clone(), ex.url("/metrics")).await.0,
+        Some(200)
+    );
+    let until = Instant::now() + Duration::from_secs(3);
+    // One client for the flood: building one per task would stall the test's own thread.
+    let attacker = common::client();
+    let flood: Vec<_> = (0..200)
+        .map(|i| {
+            let url = ex.url("/metrics");
+            let client = attacker.clone();
+            tokio::spawn(async move {
+                let mut n = 0;
+                while Instant::now() < until {
+                    let _ = client
+                        .get(&url)
+                        .basic_auth("prometheus", Some(format!("wrong-{i}-{n}")))
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut times = Vec::new();
+    while Instant::now() < until {
+        let (status, took) = scrape(client.clone(), ex.url("/metrics")).await;
+        assert_eq!(status, Some(200));
+        times.push(took);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut sent = 0;
+    for f in flood {
+        sent += f.await.unwrap();
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    assert!(
+        median < Duration::from_millis(300),
+        "authenticated scrape median {median:?} during {sent} wrong passwords"
+    );
+    ex.stop().await;
+}
