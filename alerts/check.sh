@@ -61,7 +61,8 @@ HISTOGRAMS = {
 METRICS = HISTOGRAMS | {
     "whatsapp_up", "whatsapp_connected", "whatsapp_connected_changes_total",
     "whatsapp_poll_duration_seconds", "whatsapp_last_success_timestamp_seconds",
-    "whatsapp_polls_total", "whatsapp_poll_failures_total",
+    "whatsapp_polls_total", "whatsapp_poll_failures_total", "whatsapp_last_poll_error_info",
+    "whatsapp_next_poll_timestamp_seconds", "whatsapp_retry_after_timestamp_seconds",
     "whatsapp_session_active", "whatsapp_phone_connected", "whatsapp_status_error",
     "whatsapp_waba_socket_state", "whatsapp_waba_gateway_status", "whatsapp_waba_free_space_bytes",
     "whatsapp_waba_build_expiry_timestamp_seconds", "whatsapp_waba_build_info",

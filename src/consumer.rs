@@ -112,9 +112,11 @@ fn is_current(gw: &Gateway, timestamp: Option<f64>) -> bool {
 }
 
 fn log_failure(gw: &Gateway, e: &PollError, first: bool) {
+    let text = e.to_string();
+    let error = gw.scrubber.scrub(&text);
     if first {
-        tracing::warn!(gateway = %gw.name(), reason = %e.reason(), error = %e, "notification queue failed; backing off");
+        tracing::warn!(gateway = %gw.name(), reason = %e.reason(), error = %error, "notification queue failed; backing off");
     } else {
-        tracing::debug!(gateway = %gw.name(), reason = %e.reason(), error = %e, "notification queue failed");
+        tracing::debug!(gateway = %gw.name(), reason = %e.reason(), error = %error, "notification queue failed");
     }
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -65,12 +64,16 @@ pub struct Exporter {
     gateways: RwLock<Arc<Vec<Arc<Gateway>>>>,
     /// The stop token of each gateway's tasks, by name.
     running: Mutex<HashMap<String, CancellationToken>>,
-    limit: Arc<Semaphore>,
-    limit_size: Mutex<usize>,
+    /// The poll slots (`max_concurrent_polls`), shared by the schedules and `/probe`.
+    slots: Arc<scheduler::Slots>,
     tracker: TaskTracker,
     stop: CancellationToken,
     pub plugchat: webhooks::plugchat::Receiver,
     reloading: tokio::sync::Mutex<()>,
+    /// Reload requests so far, numbered from 1.
+    reload_requests: std::sync::atomic::AtomicU64,
+    /// The last reload: the highest request number it answers for, and its outcome.
+    last_reload: Mutex<(u64, Result<(), String>)>,
     polling: Polling,
 }
 
@@ -101,12 +104,13 @@ impl Exporter {
             metrics,
             gateways: RwLock::new(Arc::new(Vec::new())),
             running: Mutex::new(Default::default()),
-            limit: Arc::new(Semaphore::new(cfg.global.max_concurrent_polls)),
-            limit_size: Mutex::new(cfg.global.max_concurrent_polls),
+            slots: Arc::new(scheduler::Slots::new(cfg.global.max_concurrent_polls)),
             tracker: TaskTracker::new(),
             stop,
             plugchat,
             reloading: tokio::sync::Mutex::new(()),
+            reload_requests: std::sync::atomic::AtomicU64::new(0),
+            last_reload: Mutex::new((0, Ok(()))),
             polling,
         });
         exporter
@@ -127,14 +131,35 @@ impl Exporter {
             .map(|i| all[i].clone())
     }
 
+    /// `/probe`: calls the gateway if it is its time (once for any number of concurrent
+    /// probes, within a slot, not while it asked to be left alone), all within `budget` (the
+    /// gateway's timeout, or less when the scrape has less); its series answer either way.
+    pub async fn probe(&self, gw: &Gateway, budget: Duration) -> scheduler::Outcome {
+        scheduler::call(gw, &self.slots, scheduler::Trigger::Probe, Some(budget)).await
+    }
+
     /// Reads the configuration again and applies it; on error the running one stays.
+    ///
+    /// Reloads are coalesced: one runs at a time, and every request that arrived while it ran
+    /// is answered by the single next one (which reads the file after they asked), so a storm of
+    /// requests costs at most one reload running and one pending. The file is read and parsed
+    /// on the blocking pool, never on the runtime thread that runs the polls.
     pub async fn reload(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        let ticket = self.reload_requests.fetch_add(1, Ordering::SeqCst) + 1;
         let _one_at_a_time = self.reloading.lock().await;
-        let result = self
-            .source
-            .load()
-            .map_err(|e| e.to_string())
-            .and_then(|cfg| self.apply(cfg));
+        {
+            let last = lock(&self.last_reload);
+            if last.0 >= ticket {
+                return last.1.clone();
+            }
+        }
+        let covers = self.reload_requests.load(Ordering::SeqCst);
+        let source = self.source.clone();
+        let loaded = tokio::task::spawn_blocking(move || source.load().map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|e| Err(format!("reading the configuration failed: {e}")));
+        let result = loaded.and_then(|cfg| self.apply(cfg));
         match &result {
             Ok(()) => tracing::info!(gateways = self.gateways().len(), "configuration reloaded"),
             Err(e) => {
@@ -142,6 +167,7 @@ impl Exporter {
                 tracing::error!(error = %e, "configuration reload refused; the running configuration stays");
             }
         }
+        *lock(&self.last_reload) = (covers, result.clone());
         result
     }
 
@@ -150,7 +176,7 @@ impl Exporter {
     fn apply(&self, cfg: Config) -> Result<(), String> {
         let Plan { next, started } = self.plan(cfg.gateways)?;
         self.plugchat.configure(&cfg.plugchat);
-        self.resize_limit(cfg.global.max_concurrent_polls);
+        self.slots.resize(cfg.global.max_concurrent_polls);
         self.restart_tasks(&next, started);
         *write(&self.gateways) = Arc::new(next);
         self.metrics.reload_successful.set(1);
@@ -217,7 +243,7 @@ impl Exporter {
     /// A gateway's poll schedule, and its Green API queue consumer when it has one.
     fn spawn_tasks(&self, gw: &Arc<Gateway>, stop: CancellationToken) {
         if !self.polling.no_background {
-            let schedule = scheduler::run_gateway(gw.clone(), self.limit.clone(), stop.clone());
+            let schedule = scheduler::run_gateway(gw.clone(), self.slots.clone(), stop.clone());
             self.tracker.spawn(schedule);
         }
         if let providers::Source::GreenApi(s) = &gw.source {
@@ -225,20 +251,6 @@ impl Exporter {
                 self.tracker.spawn(consumer::consume(gw.clone(), stop));
             }
         }
-    }
-
-    fn resize_limit(&self, want: usize) {
-        let mut have = lock(&self.limit_size);
-        if want > *have {
-            self.limit.add_permits(want - *have);
-        } else if want < *have {
-            // Permits held by polls in flight come back later; forget what is free now and the
-            // rest shrinks on the next reload at the latest.
-            let gone = self.limit.forget_permits(*have - want);
-            *have -= gone;
-            return;
-        }
-        *have = want;
     }
 
     /// Stops every task and waits for them, but no longer than [`SHUTDOWN_GRACE`].

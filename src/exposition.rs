@@ -102,6 +102,9 @@ families! {
         LastSuccess => "whatsapp_last_success_timestamp_seconds", Gauge, "Unix time of the last successful poll.";
         Polls => "whatsapp_polls_total", Counter, "Polls made.";
         PollFailures => "whatsapp_poll_failures_total", Counter, "Failed polls by reason.";
+        LastPollError => "whatsapp_last_poll_error_info", Gauge, "1 while whatsapp_up is 0, with the reason of the last failed poll, or not_polled_yet before the first poll.";
+        NextPoll => "whatsapp_next_poll_timestamp_seconds", Gauge, "Unix time the background schedule polls the gateway next; in the past, the poll is overdue.";
+        RetryAfter => "whatsapp_retry_after_timestamp_seconds", Gauge, "Unix time before which the gateway asked (Retry-After) not to be called; no call is made before it.";
     }
 }
 
@@ -144,11 +147,21 @@ impl Fragment {
     }
 }
 
+/// The common labels of a writer, escaped, and its scrubber for the others.
+#[derive(Clone, Copy)]
+struct Labels<'a> {
+    base: &'a str,
+    scrub: Option<&'a crate::secret::Scrubber>,
+}
+
 /// Writes the samples of one gateway; the common labels are escaped once.
 pub struct FragmentWriter {
     base_labels: String,
     own: &'static [FamilyDef],
     lines: Vec<String>,
+    /// Applied to every label value but the common ones: values from a gateway's answers may
+    /// echo its secrets.
+    scrub: Option<std::sync::Arc<crate::secret::Scrubber>>,
 }
 
 impl FragmentWriter {
@@ -160,12 +173,21 @@ impl FragmentWriter {
             base_labels,
             own,
             lines: vec![String::new(); COMMON.len() + own.len()],
+            scrub: None,
         }
+    }
+
+    /// Removes pieces of secrets from every label value written from now on.
+    pub fn scrub_labels(mut self, scrub: std::sync::Arc<crate::secret::Scrubber>) -> Self {
+        if !scrub.is_empty() {
+            self.scrub = Some(scrub);
+        }
+        self
     }
 
     /// Where the lines of a family go; `None` for a family of another provider's set, which a
     /// provider has no business writing (debug builds stop there).
-    fn target(&mut self, slot: Slot) -> Option<(&str, &mut String)> {
+    fn target(&mut self, slot: Slot) -> Option<(Labels<'_>, &mut String)> {
         let i = if std::ptr::eq(slot.set, &COMMON[..]) {
             slot.index
         } else if std::ptr::eq(slot.set, self.own) {
@@ -174,7 +196,11 @@ impl FragmentWriter {
             debug_assert!(false, "{} is not in this writer's sets", slot.def().name);
             return None;
         };
-        Some((&self.base_labels, self.lines.get_mut(i)?))
+        let base = Labels {
+            base: &self.base_labels,
+            scrub: self.scrub.as_deref(),
+        };
+        Some((base, self.lines.get_mut(i)?))
     }
 
     /// One sample; `labels` come after the common ones.
@@ -339,19 +365,27 @@ fn write_sample(
     out: &mut String,
     name: &str,
     suffix: &str,
-    base: &str,
+    base: Labels<'_>,
     labels: &[(&str, &str)],
     value: f64,
 ) {
     out.push_str(name);
     out.push_str(suffix);
     out.push('{');
-    out.push_str(base);
+    out.push_str(base.base);
     if !labels.is_empty() {
-        if !base.is_empty() {
+        if !base.base.is_empty() {
             out.push(',');
         }
-        write_labels(out, labels);
+        match base.scrub {
+            None => write_labels(out, labels),
+            Some(scrub) => {
+                let clean: Vec<(&str, std::borrow::Cow<'_, str>)> =
+                    labels.iter().map(|(k, v)| (*k, scrub.scrub(v))).collect();
+                let clean: Vec<(&str, &str)> = clean.iter().map(|(k, v)| (*k, &**v)).collect();
+                write_labels(out, &clean);
+            }
+        }
     }
     out.push_str("} ");
     write_value(out, value);

@@ -1,7 +1,14 @@
 //! A configured gateway at run time: its source, what its polls found, and its rendered series.
+//!
+//! Every call to the gateway, whether the schedule or a `/probe` asks for it, goes through
+//! [`Gateway::flight`] and the checks of [`Gateway::skip`]: one call at a time, none while the
+//! gateway asked to be left alone (`Retry-After`), and none sooner than its interval after the
+//! last one.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use crate::clock::unix_seconds;
 use crate::config::GatewayConfig;
@@ -9,11 +16,20 @@ use crate::error::{PollError, Reason};
 use crate::exposition::{Family, Fragment, FragmentWriter};
 use crate::labels::LabelSet;
 use crate::providers::{families, Observation, Source};
+use crate::secret::Scrubber;
 use crate::sync::lock;
 
 pub struct Gateway {
     pub config: GatewayConfig,
     pub source: Source,
+    /// `scheme://host:port` of the gateway's API: gateways of one provider share it, and an
+    /// outage of that provider is told by it.
+    pub host: String,
+    /// Held for the whole of a call to the gateway: concurrent askers wait for the one call and
+    /// then answer from its outcome.
+    pub flight: tokio::sync::Mutex<()>,
+    /// Removes the gateway's secrets, whole or in pieces, from what its answers brought.
+    pub scrubber: Arc<Scrubber>,
     state: Mutex<State>,
     /// The series as of the last change; a scrape takes a clone of the `Arc`.
     fragment: Mutex<Arc<Fragment>>,
@@ -33,6 +49,39 @@ pub struct State {
     pub last_poll: Option<SystemTime>,
     pub last_success: Option<SystemTime>,
     pub last_error: Option<PollError>,
+    /// When the last call to the gateway was due (its scheduled tick, or when a probe asked).
+    pub last_call: Option<Instant>,
+    /// The gateway asked with `Retry-After` not to be called before then.
+    pub backoff_until: Option<(Instant, SystemTime)>,
+    /// When the schedule polls next; `None` without background polling.
+    pub next_poll: Option<SystemTime>,
+    /// The last poll got no answer in time: its next one is not trusted with a shared slot.
+    pub timed_out: bool,
+}
+
+/// Why a call to the gateway is not made now; the caller answers from the last state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The gateway asked with `Retry-After` to wait until later.
+    BackingOff,
+    /// The last call was due less than an interval before this one.
+    Fresh,
+}
+
+/// Two calls due closer than the interval by no more than this still both happen: a scrape
+/// every `interval` arrives a little early or late.
+pub fn jitter_allowance(interval: Duration) -> Duration {
+    (interval / 10).min(Duration::from_millis(250))
+}
+
+/// The wall-clock time of a runtime instant (the runtime clock may be paused in tests).
+pub fn wall_time(t: Instant) -> SystemTime {
+    let now = Instant::now();
+    if t >= now {
+        SystemTime::now() + (t - now)
+    } else {
+        SystemTime::now() - (now - t)
+    }
 }
 
 impl State {
@@ -53,9 +102,16 @@ impl State {
 
 impl Gateway {
     pub fn new(config: GatewayConfig, source: Source) -> Arc<Self> {
+        let host = host_of(&config.url);
+        let scrubber = Arc::new(Scrubber::new(
+            config.settings.secrets().into_iter().map(|s| s.expose()),
+        ));
         let gw = Arc::new(Gateway {
             config,
             source,
+            host,
+            flight: tokio::sync::Mutex::new(()),
+            scrubber,
             state: Mutex::new(State::default()),
             fragment: Mutex::new(Arc::new(Fragment::default())),
         });
@@ -76,6 +132,44 @@ impl Gateway {
 
     pub fn fragment(&self) -> Arc<Fragment> {
         lock(&self.fragment).clone()
+    }
+
+    /// Whether a call due at `due` is to be skipped; `now` is the present.
+    pub fn skip(&self, due: Instant, now: Instant) -> Option<Skip> {
+        let st = self.state();
+        if st.backoff_until.is_some_and(|(until, _)| until > now) {
+            return Some(Skip::BackingOff);
+        }
+        let interval = self.config.interval;
+        let gap = interval.saturating_sub(jitter_allowance(interval));
+        match st.last_call {
+            Some(last) if due < last + gap => Some(Skip::Fresh),
+            _ => None,
+        }
+    }
+
+    /// A call due at `due` starts now; the schedule's next one will be at `next`.
+    pub fn begin_call(&self, due: Instant, next: Option<Instant>) {
+        let mut st = self.state();
+        st.last_call = Some(due);
+        if let Some(next) = next {
+            st.next_poll = Some(wall_time(next));
+        }
+        self.render(&st);
+    }
+
+    /// When the schedule polls next (rendered as `whatsapp_next_poll_timestamp_seconds`).
+    pub fn set_next_poll(&self, next: Instant) {
+        let mut st = self.state();
+        let t = wall_time(next);
+        // Rendered in whole seconds: the same second is no change.
+        let same = st
+            .next_poll
+            .is_some_and(|old| unix_seconds(old).round() == unix_seconds(t).round());
+        if !same {
+            st.next_poll = Some(t);
+            self.render(&st);
+        }
     }
 
     /// Polls the gateway once, within its timeout, and records the outcome.
@@ -102,6 +196,14 @@ impl Gateway {
         let mut st = self.state();
         let was_up = st.up();
         st.polls += 1;
+        st.timed_out = matches!(result, Err(PollError::Timeout(_)));
+        st.backoff_until = match &result {
+            Err(e) => e.retry_after().map(|wait| {
+                let until = Instant::now() + wait;
+                (until, wall_time(until))
+            }),
+            Ok(_) => None,
+        };
         st.last_duration = Some(took);
         let now = SystemTime::now();
         st.last_poll = Some(now);
@@ -150,32 +252,23 @@ impl Gateway {
         self.render(&st);
     }
 
-    /// Any text with this gateway's secrets masked, for what is shown of a poll.
+    /// Any text with this gateway's secrets masked (whole, percent-encoded as in a URL path, or
+    /// in pieces of 8 characters or more), for what is shown of a poll.
     pub fn mask(&self, text: &str) -> String {
+        let text = self.scrubber.scrub(text).into_owned();
         self.config
             .settings
             .secrets()
             .into_iter()
-            .map(|s| s.expose())
+            .map(|s| crate::http::path_segment(s.expose()))
             .filter(|s| s.len() >= 4)
-            .fold(text.to_string(), |t, s| {
-                // A token sits percent-encoded in a URL path.
-                let encoded = crate::http::path_segment(s);
-                t.replace(s, "<redacted>").replace(&encoded, "<redacted>")
-            })
+            .fold(text, |t, s| t.replace(&s, "<redacted>"))
     }
 
-    /// Defence in depth: whatever built the error, no secret of this gateway leaves in it.
+    /// Defence in depth: whatever built the error, no secret of this gateway leaves in it, whole
+    /// or in pieces of 8 characters or more.
     fn redact(&self, e: PollError) -> PollError {
-        let secrets: Vec<&str> = self
-            .config
-            .settings
-            .secrets()
-            .into_iter()
-            .map(|s| s.expose())
-            .filter(|s| s.len() >= 4)
-            .collect();
-        let scrub = |m: String| secrets.iter().fold(m, |m, s| m.replace(s, "<redacted>"));
+        let scrub = |m: String| self.scrubber.scrub(&m).into_owned();
         match e {
             PollError::Connect(m) => PollError::Connect(scrub(m)),
             PollError::InvalidResponse(m) => PollError::InvalidResponse(scrub(m)),
@@ -183,20 +276,18 @@ impl Gateway {
         }
     }
 
+    /// The series of the gateway. Before its first poll it has them too (`whatsapp_up 0` with
+    /// `whatsapp_last_poll_error_info{reason="not_polled_yet"}`), so that a gateway that is
+    /// never polled is seen, and alerted on, instead of missing.
     fn render(&self, st: &State) {
-        if st.polls == 0 {
-            // Nothing is known before the first poll: no series, rather than an `up 0` that
-            // would page someone at every restart.
-            *lock(&self.fragment) = Arc::new(Fragment::default());
-            return;
-        }
         let mut w = FragmentWriter::new(
             &[
                 ("gateway", self.name()),
                 ("provider", self.config.provider.as_str()),
             ],
             families(self.config.provider),
-        );
+        )
+        .scrub_labels(self.scrubber.clone());
         w.gauge_bool(Family::Up, &[], st.up());
         if let Some(obs) = &st.observation {
             w.gauge_bool(Family::Connected, &[], obs.connected());
@@ -212,10 +303,40 @@ impl Gateway {
         for (reason, n) in Reason::LABELS.iter().zip(st.failures) {
             w.sample(Family::PollFailures, &[("reason", reason)], n as f64);
         }
+        if !st.up() {
+            let reason = match &st.last_error {
+                Some(e) => e.reason().as_str(),
+                None => NOT_POLLED_YET,
+            };
+            w.sample(Family::LastPollError, &[("reason", reason)], 1.0);
+        }
+        if let Some(t) = st.next_poll {
+            w.sample(Family::NextPoll, &[], unix_seconds(t).round());
+        }
+        if let Some((_, t)) = st.backoff_until {
+            w.sample(Family::RetryAfter, &[], unix_seconds(t).round());
+        }
         if let Some(obs) = &st.observation {
             obs.write(&mut w);
         }
         self.source.write_kept(&mut w);
         *lock(&self.fragment) = Arc::new(w.finish());
+    }
+}
+
+/// The `reason` of `whatsapp_last_poll_error_info` before the first poll.
+pub const NOT_POLLED_YET: &str = "not_polled_yet";
+
+/// `scheme://host:port` of a URL; the URL itself when it does not parse (every gateway on such
+/// a URL then shares one key, which only makes them share their reputation).
+fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => url.to_string(),
     }
 }

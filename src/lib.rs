@@ -9,7 +9,7 @@
 //!    fixed `reason`), [`exposition`] (the text format and metric families), [`labels`] (closed
 //!    sets of label values, payload strings made fit for labels), [`json`] (lenient readers),
 //!    [`secret`], [`clock`], [`sync`], [`tls`], [`respond`] (plain HTTP answers), [`logging`],
-//!    [`shard`], [`web_config`].
+//!    [`shard`], [`web_config`], [`fdlimit`] (the soft limit of open files raised at start).
 //! 2. [`http`]: the shared HTTP client and capped reads of answers.
 //! 3. [`providers`]: one folder per provider, each with its response types and pure `parse`, its
 //!    poll (and login), its series and its demo simulator; and [`webhooks`]: the PlugChat receiver
@@ -17,19 +17,22 @@
 //! 4. The runtime: [`gateway`] (a configured gateway's state and rendered series), [`scheduler`]
 //!    (one poll schedule per gateway), [`consumer`] (the Green API queue), [`metrics`] (the
 //!    exporter's own registry and `/metrics`), [`exporter`] (all of it, reloadable).
-//! 5. The edge: [`server`], [`probe`] and [`status_page`] (the HTTP endpoints), [`demo`] (`--demo`), [`app`]
-//!    (the exporter and its server started as one), [`cli`] (flags and subcommands). `main.rs`
-//!    holds only what parses them and runs.
+//! 5. The edge: [`server`], [`probe`] and [`status_page`] (the HTTP endpoints), [`conns`] (the
+//!    server's connections, admitted so that a flood cannot keep a scrape out), [`demo`]
+//!    (`--demo`), [`app`] (the exporter and its server started as one), [`cli`] (flags and
+//!    subcommands). `main.rs` holds only what parses them and runs.
 
 pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod conns;
 pub mod consumer;
 pub mod demo;
 pub mod error;
 pub mod exporter;
 pub mod exposition;
+pub mod fdlimit;
 pub mod gateway;
 pub mod http;
 pub mod json;

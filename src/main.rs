@@ -25,6 +25,9 @@ fn main() -> ExitCode {
     if cli.config_check {
         return check_config(&cli.config_file, cli.config_no_secrets);
     }
+    // A flood of connections must meet the server's own cap, not EMFILE at 1,024 files.
+    let files = whatsapp_exporter::fdlimit::raise();
+    tracing::debug!(limit = ?files, "open files");
     // One thread runs everything: polls are waits on I/O, and a single thread spares the
     // cross-thread wake-ups and allocator contention that measured as a third of the CPU per poll
     // with two (benches/compare.py). Rendering a large /metrics goes to the blocking pool.

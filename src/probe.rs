@@ -16,6 +16,7 @@ use crate::exposition;
 use crate::gateway::Gateway;
 use crate::http::{traced, Exchange};
 use crate::respond::{text, Body};
+use crate::scheduler::Outcome;
 
 /// Kept from the scrape's timeout for the answer to reach Prometheus.
 pub const TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
@@ -68,12 +69,12 @@ pub async fn handle(ex: &Exporter, query: Option<&str>, headers: &HeaderMap) -> 
     };
     let timeout = timeout(gw.config.timeout, headers);
     let start = Instant::now();
-    let (result, exchanges) = traced(gw.poll_within(timeout)).await;
+    let (outcome, exchanges) = traced(ex.probe(&gw, timeout)).await;
     let series = series(&gw);
     if !ask.debug {
         return crate::respond::metrics(series);
     }
-    let report = debug_report(&gw, timeout, start.elapsed(), &result, &exchanges, &series);
+    let report = debug_report(&gw, timeout, start.elapsed(), &outcome, &exchanges, &series);
     text(StatusCode::OK, &report)
 }
 
@@ -91,7 +92,7 @@ fn debug_report(
     gw: &Gateway,
     timeout: Duration,
     took: Duration,
-    result: &Result<(), crate::error::PollError>,
+    outcome: &Outcome,
     exchanges: &[Exchange],
     series: &[u8],
 ) -> String {
@@ -123,6 +124,23 @@ fn debug_report(
     }
     let st = gw.state();
     let _ = writeln!(r, "\nResult:");
+    let result = match outcome {
+        Outcome::Polled(result) => result,
+        Outcome::Skipped(skip) => {
+            let _ = writeln!(
+                r,
+                "  not polled now ({skip:?}): the series are the last poll's"
+            );
+            &Ok(())
+        }
+        Outcome::Busy => {
+            let _ = writeln!(
+                r,
+                "  not polled: no slot within the time allowed; the series are the last poll's"
+            );
+            &Ok(())
+        }
+    };
     match (result, &st.observation) {
         (Ok(()), Some(obs)) => {
             let _ = writeln!(

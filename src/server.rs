@@ -15,15 +15,32 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::conns::{Admitted, ConnState, Conns};
 use crate::exporter::{Exporter, SHUTDOWN_GRACE};
 use crate::respond::{html, text, Body, METRICS_CONTENT_TYPE};
 use crate::status_page;
 use crate::web_config::WebConfig;
 
-/// Connections served at once; more are closed at accept, so idle sockets cannot exhaust memory.
+/// Connections served at once (fewer when the limit on open files is lower): a newcomer beyond
+/// it closes the oldest connection that has not sent a request yet (see [`crate::conns`]).
 pub const MAX_CONNECTIONS: usize = 1024;
-/// A client that has not sent its headers by then is dropped (slow-loris).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The share of [`MAX_CONNECTIONS`] one client address may hold.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = MAX_CONNECTIONS / 2;
+/// File descriptors kept for everything but the server's connections: polls, files, logs.
+pub const FD_RESERVE: u64 = 256;
+/// A client that has not sent its headers by then is dropped (slow-loris); the same bounds a TLS
+/// handshake. Prometheus sends its request at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Request heads larger than this are answered 431.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// How many connections the server may hold with the soft limit on open files `fds`.
+pub fn connection_cap(fds: Option<u64>) -> usize {
+    let room = fds
+        .map_or(u64::MAX, |n| n.saturating_sub(FD_RESERVE))
+        .max(16);
+    MAX_CONNECTIONS.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
 
 /// The endpoints' own settings from the command line.
 #[derive(Debug)]
@@ -59,68 +76,99 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let cap = connection_cap(crate::fdlimit::current());
+    let conns = Conns::new(cap, MAX_CONNECTIONS_PER_CLIENT.min(cap));
     let tracker = TaskTracker::new();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
-                    // Out of file descriptors, most likely: wait instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors: free one from the connections that wait for
+                    // nothing, instead of spinning or waiting for them to time out.
+                    let room = is_out_of_fds(&e) && conns.make_room();
+                    tracing::warn!(error = %e, closed_one = room, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(if room { 5 } else { 50 })).await;
                     continue;
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("connection limit reached; closing a new connection");
+        let Some(admitted) = conns.admit(peer.ip()) else {
+            tracing::debug!("every connection is busy; closing a new one");
             continue;
         };
-        let site = Site {
-            exporter: exporter.clone(),
-            web: web.clone(),
-            endpoints: endpoints.clone(),
-        };
-        let (stop, tls) = (stop.clone(), tls.clone());
+        let (exporter, web, stop, tls) = (exporter.clone(), web.clone(), stop.clone(), tls.clone());
+        let (conns, endpoints) = (conns.clone(), endpoints.clone());
         tracker.spawn(async move {
-            match tls {
-                None => serve_connection(stream, site, stop).await,
-                Some(acceptor) => {
-                    // Plain HTTP sent to a TLS port fails the handshake here and is closed.
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => serve_connection(tls_stream, site, stop).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
+            let evicted = admitted.state.evicted().clone();
+            let served = async {
+                match tls {
+                    None => {
+                        serve_connection(stream, exporter, web, endpoints, &conns, &admitted, stop)
+                            .await
+                    }
+                    Some(acceptor) => {
+                        // Plain HTTP sent to a TLS port fails the handshake here and is closed.
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls_stream)) => {
+                                let site = (exporter, web, endpoints);
+                                serve_connection(
+                                    tls_stream, site.0, site.1, site.2, &conns, &admitted, stop,
+                                )
+                                .await
+                            }
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        }
                     }
                 }
+            };
+            tokio::select! {
+                _ = served => {}
+                _ = evicted.cancelled() => tracing::debug!("connection closed to make room for another"),
             }
-            drop(slot);
+            drop(admitted);
         });
     }
     tracker.close();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
 }
 
-/// What a connection's requests are served from.
-#[derive(Clone)]
-struct Site {
+fn is_out_of_fds(e: &std::io::Error) -> bool {
+    // EMFILE and ENFILE on Linux and the BSDs.
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection<S>(
+    stream: S,
     exporter: Arc<Exporter>,
     web: Arc<WebConfig>,
     endpoints: Arc<Endpoints>,
-}
-
-async fn serve_connection<S>(stream: S, site: Site, stop: CancellationToken)
-where
+    conns: &Arc<Conns>,
+    admitted: &Admitted,
+    stop: CancellationToken,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| handle(site.clone(), req));
+    let (c, state) = (conns.clone(), admitted.state.clone());
+    let svc = service_fn(move |req| {
+        let (exporter, web, c, state) = (exporter.clone(), web.clone(), c.clone(), state.clone());
+        let endpoints = endpoints.clone();
+        async move {
+            let _busy = c.busy(&state);
+            handle(exporter, web, &endpoints, req, (&c, &state)).await
+        }
+    });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024);
+        .max_header_size(MAX_HEAD)
+        .max_buf_size(MAX_HEAD);
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
     tokio::select! {
@@ -132,10 +180,15 @@ where
     }
 }
 
-async fn handle(site: Site, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let web = site.web.clone();
-    let mut resp = match authorised(&web, &req).await {
-        true => route(site, req).await,
+async fn handle(
+    ex: Arc<Exporter>,
+    web: Arc<WebConfig>,
+    endpoints: &Endpoints,
+    req: Request<Incoming>,
+    conn: (&Conns, &ConnState),
+) -> Result<Response<Body>, Infallible> {
+    let mut resp = match authorised(&web, &req, conn).await {
+        true => route(ex, endpoints, req).await,
         false => {
             let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
             r.headers_mut().insert(
@@ -152,8 +205,9 @@ async fn handle(site: Site, req: Request<Incoming>) -> Result<Response<Body>, In
 }
 
 /// Basic auth, when configured, guards every endpoint but the webhooks, which carry their own
-/// secret because PlugChat cannot send credentials.
-async fn authorised(web: &WebConfig, req: &Request<Incoming>) -> bool {
+/// secret because PlugChat cannot send credentials. While credentials never seen before wait for
+/// their bcrypt check, the connection may be closed to make room for another.
+async fn authorised(web: &WebConfig, req: &Request<Incoming>, conn: (&Conns, &ConnState)) -> bool {
     let Some(auth) = &web.auth else { return true };
     if req.uri().path().starts_with("/webhooks/") {
         return true;
@@ -162,17 +216,20 @@ async fn authorised(web: &WebConfig, req: &Request<Incoming>) -> bool {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    if let Some(known) = auth.check_cached(header) {
+        return known;
+    }
+    let _waiting = conn.0.waiting(conn.1);
     auth.check(header).await
 }
 
-async fn route(site: Site, req: Request<Incoming>) -> Response<Body> {
-    let ex = site.exporter.clone();
+async fn route(ex: Arc<Exporter>, endpoints: &Endpoints, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
-    let telemetry = path == site.endpoints.telemetry_path;
+    let telemetry = path == endpoints.telemetry_path;
     if get && (telemetry || path == "/probe") {
         // Past the limit a scrape is refused at once rather than queued behind renders.
-        let permit = match &site.endpoints.scrapes {
+        let permit = match &endpoints.scrapes {
             Some(s) => match s.try_acquire() {
                 Ok(p) => Some(p),
                 Err(_) => {
@@ -192,7 +249,7 @@ async fn route(site: Site, req: Request<Incoming>) -> Response<Body> {
         drop(permit);
         return resp;
     }
-    let resp = match path {
+    match path {
         "/" if get => html(status_page::render(&ex)),
         "/-/healthy" if get => text(StatusCode::OK, "Healthy\n"),
         "/-/ready" if get => text(StatusCode::OK, "Ready\n"),
@@ -202,8 +259,7 @@ async fn route(site: Site, req: Request<Incoming>) -> Response<Body> {
         _ if telemetry => method_not_allowed("GET, HEAD"),
         p if p.starts_with("/webhooks/plugchat/") => ex.plugchat.handle(req).await,
         _ => text(StatusCode::NOT_FOUND, "Not Found\n"),
-    };
-    resp
+    }
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

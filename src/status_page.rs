@@ -25,7 +25,7 @@ pub fn render(ex: &Exporter) -> String {
         let summary = st
             .observation
             .as_ref()
-            .map(|o| o.summary())
+            .map(|o| gw.scrubber.scrub(&o.summary()).into_owned())
             .unwrap_or_default();
         let error = st
             .last_error

@@ -6,7 +6,7 @@
 //! endpoint except the webhook routes, which PlugChat cannot send credentials to: those are
 //! authenticated by their own secret.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -91,9 +91,7 @@ pub fn load(path: &Path) -> Result<WebConfig, String> {
         None
     } else {
         for (user, hash) in &raw.basic_auth_users {
-            if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
-                return Err(format!("basic_auth_users: {user}: not a bcrypt hash (make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"));
-            }
+            check_hash(hash).map_err(|why| format!("basic_auth_users: {user}: {why} (make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"))?;
         }
         Some(Arc::new(BasicAuth::new(raw.basic_auth_users)))
     };
@@ -278,23 +276,81 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// Basic auth against bcrypt hashes. A bcrypt check costs tens of milliseconds by design, so
-/// outcomes are remembered by a SHA-256 of the credentials (never the password itself).
+/// Whether `hash` is a bcrypt hash that verifies can use; the reason when not. Never quotes the
+/// hash (it is as good as a password to an offline attack).
+fn check_hash(hash: &str) -> Result<(), String> {
+    if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
+        return Err("not a bcrypt hash".into());
+    }
+    let parts: bcrypt::HashParts = hash
+        .parse()
+        .map_err(|_| "a malformed bcrypt hash".to_string())?;
+    let cost = parts.get_cost();
+    if !(4..=31).contains(&cost) {
+        return Err(format!("bcrypt cost {cost} is outside 4..31"));
+    }
+    // The same salt and digest at the lowest cost: checks that they decode, in a millisecond.
+    let cheap = format!("{}04{}", &hash[..4], &hash[6..]);
+    bcrypt::verify("", &cheap).map_err(|_| "a malformed bcrypt hash".to_string())?;
+    if cost > 12 {
+        tracing::warn!(cost, "a basic_auth_users hash has a bcrypt cost over 12: each check of a new password takes over a quarter of a second");
+    }
+    Ok(())
+}
+
+/// Basic auth against bcrypt hashes. A bcrypt check costs tens of milliseconds by design, so:
+/// - checks run on a pool of their own ([`HashPool`]: half the cores, at least one thread), never
+///   on the runtime thread that polls nor on the blocking pool that renders `/metrics`, and at
+///   most [`QUEUE_PER_THREAD`] per thread wait for one; a request that finds no place within
+///   [`QUEUE_WAIT`] is refused, so a flood of wrong passwords costs a bounded share of the CPU;
+/// - successes are remembered by a SHA-256 of the credentials (never the password itself), so
+///   the scraper, whose credentials do not change, pays once; failures are not remembered, so
+///   a flood cannot push the scraper's entry out;
+/// - an unknown user is checked against a configured hash, so that it costs what a known one
+///   does and the answer time tells nothing about which users exist.
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
-    cache: Mutex<HashMap<[u8; 32], bool>>,
+    cache: Mutex<HashSet<[u8; 32]>>,
+    pool: HashPool,
+    places: Arc<tokio::sync::Semaphore>,
 }
 
 const CACHE_MAX: usize = 1024;
-/// Checked when the user is unknown, so that a wrong name costs as long as a wrong password.
-const DUMMY_HASH: &str = "$2b$10$C1gJ0cQF2sHqfT7N3c8cQOzV6PZp9Q1c3Kx8yCZq6s0yG1a9Y0XyS";
+/// Checks that may wait for a thread of the pool, per thread.
+pub const QUEUE_PER_THREAD: usize = 4;
+/// How long a request waits for a place in the queue before it is refused.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 impl BasicAuth {
     fn new(users: BTreeMap<String, String>) -> Self {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get() / 2)
+            .unwrap_or(1)
+            .max(1);
         BasicAuth {
             users,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashSet::new()),
+            pool: HashPool::new(threads),
+            places: Arc::new(tokio::sync::Semaphore::new(
+                threads * (QUEUE_PER_THREAD + 1),
+            )),
         }
+    }
+
+    /// `Some(true)` for credentials that passed before, `Some(false)` for a header that cannot
+    /// pass (absent, not Basic, no such user nor any); `None` when only a bcrypt check can tell.
+    pub fn check_cached(&self, header: Option<&str>) -> Option<bool> {
+        let Some((user, pass)) = header.and_then(decode_basic) else {
+            return Some(false);
+        };
+        let known = self.users.get(&user);
+        if lock(&self.cache).contains(&cache_key(&user, &pass, known)) {
+            return Some(true);
+        }
+        if self.users.is_empty() {
+            return Some(false);
+        }
+        None
     }
 
     /// Whether an `Authorization` header value holds valid credentials.
@@ -302,37 +358,95 @@ impl BasicAuth {
         let Some((user, pass)) = header.and_then(decode_basic) else {
             return false;
         };
-        let hash = self.users.get(&user).cloned();
-        let key: [u8; 32] = {
-            let mut h = Sha256::new();
-            h.update(user.as_bytes());
-            h.update([0]);
-            h.update(pass.as_bytes());
-            h.update([0]);
-            h.update(hash.as_deref().unwrap_or("").as_bytes());
-            h.finalize().into()
+        let known = self.users.get(&user);
+        let key = cache_key(&user, &pass, known);
+        if lock(&self.cache).contains(&key) {
+            return true;
+        }
+        // An unknown user costs what a known one does: the same work against a real hash.
+        let Some(hash) = known.or_else(|| self.users.values().next()).cloned() else {
+            return false;
         };
-        if let Some(ok) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return *ok;
-        }
-        let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_string());
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(pass, &hash).unwrap_or(false))
+        let Ok(Ok(place)) =
+            tokio::time::timeout(QUEUE_WAIT, self.places.clone().acquire_owned()).await
+        else {
+            tracing::debug!("basic auth: every bcrypt place is taken; refused");
+            return false;
+        };
+        // The place goes with the job: a request dropped while it waits (its connection closed)
+        // frees it only once the check is done, so the queue never holds more than the places.
+        let matches = self
+            .pool
+            .run(move || {
+                let _place = place;
+                bcrypt::verify(pass, &hash).unwrap_or(false)
+            })
             .await
-            .unwrap_or(false)
-            && known;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
+            .unwrap_or(false);
+        let ok = matches && known.is_some();
+        if ok {
+            let mut cache = lock(&self.cache);
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(key);
         }
-        cache.insert(key, ok);
         ok
     }
+}
+
+/// What successes are remembered by: a SHA-256 of the user, the password and the hash.
+fn cache_key(user: &str, pass: &str, hash: Option<&String>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(user.as_bytes());
+    h.update([0]);
+    h.update(pass.as_bytes());
+    h.update([0]);
+    h.update(hash.map_or("", String::as_str).as_bytes());
+    h.finalize().into()
+}
+
+/// A few threads of their own for bcrypt.
+struct HashPool {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl HashPool {
+    fn new(threads: usize) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("bcrypt-{i}"))
+                .spawn(move || loop {
+                    let job = lock(&rx).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a bcrypt thread");
+            }
+        }
+        HashPool { jobs: tx }
+    }
+
+    /// Runs `f` on the pool; `None` if the pool is gone.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .ok()?;
+        rx.await.ok()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn decode_basic(header: &str) -> Option<(String, String)> {
@@ -413,5 +527,69 @@ mod tests {
         assert!(!auth.check(Some("Bearer x")).await);
         assert!(!auth.check(None).await);
         assert!(!auth.check(Some("Basic !!!")).await);
+    }
+
+    #[test]
+    fn malformed_hashes_are_refused_at_load_without_being_quoted() {
+        let dir = std::env::temp_dir().join(format!("wa-web-hash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = bcrypt::hash("x", 4).unwrap();
+        let bad_salt = format!("$2y$04${}", "!".repeat(53));
+        for bad in [
+            "$2y$10$short".to_string(),
+            format!("$2y$99${}", &good[7..]),
+            format!("$2y$xx${}", &good[7..]),
+            bad_salt,
+        ] {
+            let e = load(&write(
+                &dir,
+                "h.yml",
+                &format!("basic_auth_users:\n  alice: '{bad}'\n"),
+            ))
+            .map(|_| ())
+            .unwrap_err();
+            assert!(e.contains("alice:"), "{e}");
+            assert!(!e.contains(&bad[7..]), "the hash is quoted: {e}");
+        }
+        let ok = load(&write(
+            &dir,
+            "g.yml",
+            &format!("basic_auth_users:\n  alice: '{good}'\n"),
+        ));
+        assert!(ok.is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_costs_what_a_known_one_does() {
+        let auth = Arc::new(BasicAuth::new(BTreeMap::from([(
+            "alice".to_string(),
+            bcrypt::hash("s3cret", 8).unwrap(),
+        )])));
+        let enc = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for i in 0..9 {
+            let t = std::time::Instant::now();
+            assert!(!auth.check(Some(&enc(&format!("alice:wrong-{i}")))).await);
+            known.push(t.elapsed());
+            let t = std::time::Instant::now();
+            assert!(!auth.check(Some(&enc(&format!("mallory:wrong-{i}")))).await);
+            unknown.push(t.elapsed());
+        }
+        known.sort();
+        unknown.sort();
+        let (k, u) = (known[4].as_secs_f64(), unknown[4].as_secs_f64());
+        assert!(
+            u > 0.5 * k && u < 2.0 * k,
+            "median {:.1} ms for an unknown user, {:.1} ms for a known one",
+            u * 1e3,
+            k * 1e3
+        );
     }
 }

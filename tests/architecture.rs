@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "logging",
             "shard",
             "web_config",
+            "fdlimit",
         ],
     ),
     ("http", &["http"]),
@@ -37,7 +38,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "edge",
-        &["server", "probe", "status_page", "demo", "app", "cli"],
+        &[
+            "server",
+            "probe",
+            "conns",
+            "status_page",
+            "demo",
+            "app",
+            "cli",
+        ],
     ),
     ("crate", &["lib"]),
 ];

@@ -168,6 +168,7 @@ fn normalise(text: &str) -> String {
         }
         let timestamp = [
             "whatsapp_last_success_timestamp_seconds{",
+            "whatsapp_next_poll_timestamp_seconds{",
             "whatsapp_exporter_config_last_reload_success_timestamp_seconds ",
         ];
         let line = if line.starts_with("whatsapp_poll_duration_seconds{") {

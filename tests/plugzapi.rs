@@ -23,7 +23,9 @@ async fn seed_answer_becomes_metrics() {
     })
     .await;
     let ex = Exporter::start(&config(&mock.url(), "")).await;
-    let m = ex.wait_for(5, |m| m.contains("whatsapp_up{")).await;
+    let m = ex
+        .wait_for(5, |m| m.contains("whatsapp_poll_duration_seconds{"))
+        .await;
     let gw = [("gateway", "sales"), ("provider", "plugzapi")];
     assert_eq!(sample(&m, "whatsapp_up", &gw), Some(1.0));
     assert_eq!(sample(&m, "whatsapp_connected", &gw), Some(1.0));
@@ -125,7 +127,9 @@ async fn zapi_sends_client_token_and_uses_its_own_provider_label() {
         mock.url()
     );
     let ex = Exporter::start(&yaml).await;
-    let m = ex.wait_for(5, |m| m.contains("whatsapp_up{")).await;
+    let m = ex
+        .wait_for(5, |m| m.contains("whatsapp_poll_duration_seconds{"))
+        .await;
     let gw = [("gateway", "z"), ("provider", "zapi")];
     assert_eq!(sample(&m, "whatsapp_up", &gw), Some(1.0));
     assert_eq!(sample(&m, "whatsapp_connected", &gw), Some(0.0));
@@ -417,7 +421,8 @@ async fn probe_polls_now_and_returns_only_its_target() {
 async fn metrics_are_gzipped_when_asked_and_endpoints_answer() {
     let mock = Mock::start(|_| async { reply(200, r#"{"connected":true}"#) }).await;
     let ex = Exporter::start(&config(&mock.url(), "")).await;
-    ex.wait_for(5, |m| m.contains("whatsapp_up{")).await;
+    ex.wait_for(5, |m| m.contains("whatsapp_poll_duration_seconds{"))
+        .await;
     let raw = reqwest::Client::builder().no_proxy().build().unwrap();
     let r = raw
         .get(ex.url("/metrics"))

@@ -266,16 +266,23 @@ fn polled(name: &str, url: &str, auth: &str) -> String {
     )
 }
 
-/// A configuration whose gateway is polled only by `/probe` during the test.
+/// A configuration whose gateway is polled only by `/probe` (see [`start_probed`]): a call at
+/// most once a second, its interval, which [`probe`] waits out.
 fn probed(name: &str, url: &str, auth: &str) -> String {
-    let interval = Duration::from_secs(3600);
-    assert!(
-        whatsapp_exporter::scheduler::start_offset(name, interval) > Duration::from_secs(120),
-        "pick another name: {name} would be polled by the scheduler during the test"
-    );
     format!(
-        "gateways:\n  - name: {name}\n    provider: waba\n    url: {url}\n    interval: 1h\n    timeout: 2s\n{auth}"
+        "gateways:\n  - name: {name}\n    provider: waba\n    url: {url}\n    interval: 1s\n    timeout: 1s\n{auth}"
     )
+}
+
+/// The exporter without background polling: only `/probe` calls the gateway.
+async fn start_probed(yaml: &str) -> Exporter {
+    let polling = whatsapp_exporter::Polling {
+        no_background: true,
+        ..Default::default()
+    };
+    Exporter::try_start_full(yaml, None, polling)
+        .await
+        .unwrap_or_else(|e| panic!("exporter did not start: {e}"))
 }
 
 fn bearer_auth() -> String {
@@ -286,9 +293,24 @@ fn login_auth(password: &str) -> String {
     format!("    auth: login\n    username: {USERNAME}\n    password: {password}\n")
 }
 
+/// A probe that polls: a gateway is called at most once per interval (1 s here), so this waits
+/// for the interval since the last probe of `name` to pass.
 async fn probe(ex: &Exporter, name: &str) -> String {
+    static LAST: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
+    let wait = {
+        let last = LAST.lock().unwrap();
+        last.iter().find(|(n, _)| n == name).map(|(_, t)| {
+            (*t + Duration::from_millis(1050)).saturating_duration_since(Instant::now())
+        })
+    };
+    if let Some(w) = wait {
+        tokio::time::sleep(w).await;
+    }
     let (code, body) = ex.get(&format!("/probe?target={name}")).await;
     assert_eq!(code, 200);
+    let mut last = LAST.lock().unwrap();
+    last.retain(|(n, _)| n != name);
+    last.push((name.to_string(), Instant::now()));
     body
 }
 
@@ -325,7 +347,9 @@ async fn single_node_with_bearer_token() {
         .start()
         .await;
     let ex = Exporter::start(&polled("onprem", &mock.url(), &bearer_auth())).await;
-    let m = ex.wait_for(5, |m| m.contains("whatsapp_up{")).await;
+    let m = ex
+        .wait_for(5, |m| m.contains("whatsapp_poll_duration_seconds{"))
+        .await;
     let gw = [("gateway", "onprem"), ("provider", "waba")];
     assert_eq!(sample(&m, "whatsapp_up", &gw), Some(1.0));
     assert_eq!(sample(&m, "whatsapp_connected", &gw), Some(1.0));
@@ -389,7 +413,11 @@ async fn multi_connect_with_a_standby_down_by_design_is_connected() {
         .start()
         .await;
     let ex = Exporter::start(&polled("mc", &mock.url(), &bearer_auth())).await;
-    let m = ex.wait_for(5, |m| m.contains("whatsapp_up{")).await;
+    let m = ex
+        .wait_for(5, |m| {
+            m.contains("whatsapp_up{") && !m.contains("not_polled_yet")
+        })
+        .await;
     let gw = [("gateway", "mc")];
     assert_eq!(sample(&m, "whatsapp_up", &gw), Some(1.0));
     assert_eq!(sample(&m, "whatsapp_connected", &gw), Some(1.0));
@@ -413,7 +441,9 @@ async fn multi_connect_with_one_node_down() {
         .start()
         .await;
     let ex = Exporter::start(&polled("ha", &mock.url(), &bearer_auth())).await;
-    let m = ex.wait_for(5, |m| m.contains("whatsapp_up{")).await;
+    let m = ex
+        .wait_for(5, |m| m.contains("whatsapp_poll_duration_seconds{"))
+        .await;
     let gw = [("gateway", "ha")];
     assert_eq!(sample(&m, "whatsapp_up", &gw), Some(1.0));
     assert_eq!(
@@ -478,7 +508,7 @@ async fn every_socket_conn_value() {
         .fixed(format!("Bearer {TOKEN}"))
         .start()
         .await;
-    let ex = Exporter::start(&probed("sockets", &mock.url(), &bearer_auth())).await;
+    let ex = start_probed(&probed("sockets", &mock.url(), &bearer_auth())).await;
     for (socket_conn, state, connected) in [
         ("UP", "up", 1.0),
         ("DN", "down", 0.0),
@@ -522,7 +552,7 @@ async fn apikey_header() {
         .start()
         .await;
     let auth = format!("    auth: apikey\n    token: {APIKEY}\n");
-    let ex = Exporter::start(&probed("keyed", &mock.url(), &auth)).await;
+    let ex = start_probed(&probed("keyed", &mock.url(), &auth)).await;
     let m = probe(&ex, "keyed").await;
     assert_eq!(sample(&m, "whatsapp_up", &[]), Some(1.0), "{m}");
     for s in mock.seen() {
@@ -541,7 +571,7 @@ async fn login_token_is_kept_and_renewed_after_a_401() {
     // Two polls (support and health each) use the first token up; then the gateway refuses it.
     w.first_token_uses = 4;
     let (waba, mock) = w.start().await;
-    let ex = Exporter::start(&probed("login", &mock.url(), &login_auth(PASSWORD))).await;
+    let ex = start_probed(&probed("login", &mock.url(), &login_auth(PASSWORD))).await;
     for poll in 1..=2 {
         let m = probe(&ex, "login").await;
         assert_eq!(sample(&m, "whatsapp_up", &[]), Some(1.0), "poll {poll}");
@@ -618,9 +648,10 @@ async fn login_token_is_kept_and_renewed_after_a_401() {
 #[tokio::test]
 async fn login_token_is_renewed_before_it_expires() {
     let mut w = Waba::new(single("UP"), HEALTH_SINGLE);
-    w.token_secs = Some(10);
+    // Twenty seconds: its last tenth spans two probes, a second apart at the least.
+    w.token_secs = Some(20);
     let (waba, mock) = w.start().await;
-    let ex = Exporter::start(&probed("renew", &mock.url(), &login_auth(PASSWORD))).await;
+    let ex = start_probed(&probed("renew", &mock.url(), &login_auth(PASSWORD))).await;
     let m = probe(&ex, "renew").await;
     let told = sample(&m, "whatsapp_waba_token_expiry_timestamp_seconds", &[]).unwrap();
     let first = waba.issued.lock().unwrap()[0].1.unwrap();
@@ -659,14 +690,17 @@ async fn wrong_password_is_unauthorized_without_a_login_storm() {
     let (waba, mock) = Waba::new(single("UP"), HEALTH_SINGLE).start().await;
     let started = Instant::now();
     let ex = Exporter::start(&polled("badpw", &mock.url(), &login_auth(WRONG_PASSWORD))).await;
-    let m = ex.wait_for(5, |m| m.contains("whatsapp_up{")).await;
+    let m = ex
+        .wait_for(5, |m| m.contains("whatsapp_poll_duration_seconds{"))
+        .await;
     let gw = [("gateway", "badpw")];
     assert_eq!(sample(&m, "whatsapp_up", &gw), Some(0.0));
     assert!(!m.contains("whatsapp_connected{gateway=\"badpw\""));
-    // Probes in between the scheduled polls do not make more logins.
+    // Probes in between the scheduled polls make neither more polls nor more logins.
     let mut probes = 0;
     while started.elapsed() < Duration::from_millis(3500) {
-        let m = probe(&ex, "badpw").await;
+        let (code, m) = ex.get("/probe?target=badpw").await;
+        assert_eq!(code, 200);
         assert_eq!(sample(&m, "whatsapp_up", &[]), Some(0.0));
         probes += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -674,7 +708,11 @@ async fn wrong_password_is_unauthorized_without_a_login_storm() {
     let elapsed = started.elapsed().as_secs_f64();
     let m = ex.metrics().await;
     let polls = sample(&m, "whatsapp_polls_total", &gw).unwrap();
-    assert!(polls >= probes as f64);
+    assert!(probes >= 20, "{probes} probes");
+    assert!(
+        polls >= 1.0 && polls <= (elapsed / 0.9).floor() + 1.0,
+        "{polls} polls in {elapsed:.1}s: one per interval, whatever the probes"
+    );
     assert_eq!(
         sample(
             &m,
@@ -707,7 +745,7 @@ async fn broken_answers_are_invalid_responses() {
         .fixed(format!("Bearer {TOKEN}"))
         .start()
         .await;
-    let ex = Exporter::start(&probed("broken", &mock.url(), &bearer_auth())).await;
+    let ex = start_probed(&probed("broken", &mock.url(), &bearer_auth())).await;
     let cases = [
         (
             Answer::Text(200, "<html><body>502 Bad Gateway</body></html>".into()),
@@ -774,7 +812,7 @@ async fn bearer_401_is_unauthorized() {
         .fixed("Bearer some-other-token".into())
         .start()
         .await;
-    let ex = Exporter::start(&probed("refused", &mock.url(), &bearer_auth())).await;
+    let ex = start_probed(&probed("refused", &mock.url(), &bearer_auth())).await;
     let m = probe(&ex, "refused").await;
     assert_eq!(sample(&m, "whatsapp_up", &[]), Some(0.0));
     assert_eq!(
@@ -800,7 +838,7 @@ async fn insecure_skip_verify_is_warned_about() {
         "{}    tls:\n      insecure_skip_verify: true\n",
         bearer_auth()
     );
-    let ex = Exporter::start(&probed("unverified", &mock.url(), &auth)).await;
+    let ex = start_probed(&probed("unverified", &mock.url(), &auth)).await;
     let logs = common::logs();
     let warned = logs
         .lines()

@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
 
-use super::{cloudapi, expand_env, greenapi, parse_duration, waba, zapi, Ctx, Env, Global};
+use super::{
+    cloudapi, expand_env, greenapi, parse_schedule_duration, waba, zapi, Ctx, Env, Global,
+};
 use crate::provider::Provider;
 use crate::secret::Secret;
 
@@ -208,7 +210,7 @@ fn schedule(
 ) -> (Duration, Duration) {
     let mut duration = |key: &str, v: Option<&str>, default: Duration| match v {
         None => default,
-        Some(v) => parse_duration(v).unwrap_or_else(|e| {
+        Some(v) => parse_schedule_duration(key, v).unwrap_or_else(|e| {
             ctx.err(key, e);
             default
         }),

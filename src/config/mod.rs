@@ -29,6 +29,19 @@ pub use gateway::{
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONCURRENT_POLLS: usize = 64;
+/// A larger file is refused before it is read: a configuration of 10,000 gateways is about 1 MiB.
+pub const MAX_FILE_SIZE: u64 = 10 << 20;
+/// Flow collections (`[...]`, `{...}`) nested deeper are refused before parsing: the YAML parser
+/// takes time quadratic in the nesting, and no configuration nests more than a few levels.
+pub const MAX_FLOW_DEPTH: usize = 32;
+/// The bounds of `interval`: polls faster than this hammer a gateway, slower ones watch nothing.
+pub const INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(24 * 3600));
+/// The bounds of `timeout`.
+pub const TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(3600));
+/// The largest `max_concurrent_polls`.
+pub const MAX_CONCURRENT_POLLS_LIMIT: usize = 100_000;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,7 +104,7 @@ pub enum Secrets {
 /// The value a skipped secret stands in with: long enough for every length check.
 const UNREAD_SECRET: &str = "unread-secret-unread-secret-unread";
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file (at most [`MAX_FILE_SIZE`]).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&read(path)?, &|name| std::env::var(name).ok())
 }
@@ -107,11 +120,42 @@ pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
     parse_with(&read(path)?, &env, Secrets::Skip)
 }
 
+/// The file's text, refused past [`MAX_FILE_SIZE`] without reading more than that.
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| {
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| {
         ConfigError::one(format!(
             "cannot read {}: {e} (pass --config.file, or try --demo to run without a configuration)",
             path.display()
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let too_large = |size: u64| {
+        ConfigError::one(format!(
+            "{}: the file is too large ({:.1} MiB); a configuration may be {} MiB at most",
+            path.display(),
+            size as f64 / (1u64 << 20) as f64,
+            MAX_FILE_SIZE >> 20
+        ))
+    };
+    if let Ok(meta) = file.metadata() {
+        if meta.len() > MAX_FILE_SIZE {
+            return Err(too_large(meta.len()));
+        }
+    }
+    // Read no more than the cap even if the file grows, or is a device that never ends.
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        ConfigError::one(format!(
+            "{}: not UTF-8 text (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
         ))
     })
 }
@@ -179,6 +223,17 @@ pub fn parse(text: &str, env: Env) -> Result<Config, ConfigError> {
 
 /// Parses a configuration from text, reading its secrets or not.
 pub fn parse_with(text: &str, env: Env, secrets: Secrets) -> Result<Config, ConfigError> {
+    if text.len() as u64 > MAX_FILE_SIZE {
+        return Err(ConfigError::one(format!(
+            "the configuration is too large; it may be {} MiB at most",
+            MAX_FILE_SIZE >> 20
+        )));
+    }
+    if let Some((line, col)) = flow_too_deep(text, MAX_FLOW_DEPTH) {
+        return Err(ConfigError::one(format!(
+            "brackets nested more than {MAX_FLOW_DEPTH} deep at line {line} column {col}: refused before parsing"
+        )));
+    }
     let text = if text.trim().is_empty() { "{}" } else { text };
     let raw: RawConfig =
         serde_yaml_ng::from_str(text).map_err(|e| ConfigError::one(describe_yaml_error(&e)))?;
@@ -231,7 +286,7 @@ fn parse_global(raw: RawGlobal, errors: &mut Vec<String>) -> Global {
     let mut g = Global::default();
     let mut dur = |key: &str, v: Option<String>, out: &mut Duration| {
         if let Some(v) = v {
-            match parse_duration(&v) {
+            match parse_schedule_duration(key, &v) {
                 Ok(d) => *out = d,
                 Err(e) => errors.push(format!("global: {key}: {e}")),
             }
@@ -242,6 +297,10 @@ fn parse_global(raw: RawGlobal, errors: &mut Vec<String>) -> Global {
     if let Some(n) = raw.max_concurrent_polls {
         if n == 0 {
             errors.push("global: max_concurrent_polls: must be at least 1".into());
+        } else if n > MAX_CONCURRENT_POLLS_LIMIT {
+            errors.push(format!(
+                "global: max_concurrent_polls: must be at most {MAX_CONCURRENT_POLLS_LIMIT}"
+            ));
         } else {
             g.max_concurrent_polls = n;
         }
@@ -478,6 +537,109 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(d)
+}
+
+/// An `interval` or `timeout` (`key`), within [`INTERVAL_RANGE`] or [`TIMEOUT_RANGE`].
+pub fn parse_schedule_duration(key: &str, s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    let (lo, hi) = if key == "timeout" {
+        TIMEOUT_RANGE
+    } else {
+        INTERVAL_RANGE
+    };
+    let f = |d: Duration| humantime::format_duration(d).to_string();
+    if d < lo {
+        return Err(format!(
+            "{} is shorter than the shortest {key}, {}",
+            f(d),
+            f(lo)
+        ));
+    }
+    if d > hi {
+        // Not `f(d)`: 300000000000y prints as a wall of units.
+        return Err(format!("is longer than the longest {key}, {}", f(hi)));
+    }
+    Ok(d)
+}
+
+/// Where flow collections (`[`, `{`) first nest deeper than `max`, as (line, column), found by
+/// a scan that is linear in the text. Only brackets where YAML may open a collection count (at
+/// the start of a value or inside another collection), and quoted scalars and comments are
+/// skipped, so a `[` inside a token or a string is no nesting.
+fn flow_too_deep(text: &str, max: usize) -> Option<(usize, usize)> {
+    let b = text.as_bytes();
+    let (mut depth, mut line, mut line_start) = (0usize, 1usize, 0usize);
+    // The last byte that was not blank: a collection or a quoted scalar may open after
+    // nothing, `:`, `-`, `?`, `,`, `[`, `{`.
+    let mut prev = b'\n';
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let opens = matches!(prev, b'\n' | b':' | b'-' | b'?' | b',' | b'[' | b'{');
+        match c {
+            b'\n' => {
+                line += 1;
+                line_start = i + 1;
+                // A line break ends a value in block context but not in a flow collection.
+                if depth == 0 {
+                    prev = b'\n';
+                }
+                i += 1;
+                continue;
+            }
+            b' ' | b'\t' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            b'#' if i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'[' | b'{' if opens => {
+                depth += 1;
+                if depth > max {
+                    return Some((line, i - line_start + 1));
+                }
+            }
+            b']' | b'}' if depth > 0 => depth -= 1,
+            // An indicator only before a blank: `a-[` and `http://` are plain text.
+            b':' | b'-' | b'?'
+                if !matches!(b.get(i + 1), None | Some(b' ' | b'\t' | b'\r' | b'\n')) =>
+            {
+                prev = b'x';
+                i += 1;
+                continue;
+            }
+            b':' | b'-' | b'?' | b',' => {}
+            b'"' | b'\'' if opens => {
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' if c == b'"' => i += 1,
+                        b'\'' if c == b'\'' && b.get(i + 1) == Some(&b'\'') => i += 1,
+                        q if q == c => break,
+                        b'\n' => {
+                            line += 1;
+                            line_start = i + 1;
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            // Anything else is text: no collection opens right after it.
+            _ => {
+                prev = b'x';
+                i += 1;
+                continue;
+            }
+        }
+        prev = c;
+        i += 1;
+    }
+    None
 }
 
 /// Replaces `${VAR}` with the variable's value; an unset variable is an error that names it
@@ -776,6 +938,55 @@ gateways:
         );
         assert_eq!(expand_env("$$x$y", &env).unwrap(), "$x$y");
         assert!(expand_env("${OPEN", &env).is_err());
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_and_shallow_brackets_pass() {
+        assert_eq!(flow_too_deep("a: [[[x]]]", 3), None);
+        assert_eq!(flow_too_deep("a: [[[[x]]]]", 3), Some((1, 7)));
+        assert!(flow_too_deep(&format!("a: {}", "{a: ".repeat(40)), 32).is_some());
+        // Not collections: brackets inside plain or quoted scalars and comments.
+        let token = format!("token: abc{}\n", "[".repeat(100));
+        assert_eq!(flow_too_deep(&token, 3), None);
+        let quoted = format!(
+            "token: \"{}\"\nx: 'it''s {}'\n",
+            "[".repeat(100),
+            "{".repeat(100)
+        );
+        assert_eq!(flow_too_deep(&quoted, 3), None);
+        assert_eq!(flow_too_deep(&format!("# {}\n", "[".repeat(100)), 3), None);
+        // An apostrophe inside a word opens no quote that would hide what follows.
+        let hidden = format!("name: it's\ngateways: {}", "[".repeat(100));
+        assert!(flow_too_deep(&hidden, 32).is_some());
+        // Multi-line flow collections count across lines.
+        assert!(flow_too_deep("a: [\n [\n  [\n   [x]]]]", 3).is_some());
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        let errs = errors("global:\n  interval: 300000000000y\n");
+        assert!(
+            errs[0].starts_with("global: interval: is longer than the longest interval, 1day"),
+            "{errs:?}"
+        );
+        let errs = errors("global:\n  interval: 10ms\n  timeout: 5ms\n");
+        assert!(
+            errs.iter().any(|e| e.contains("interval: 10ms is shorter")),
+            "{errs:?}"
+        );
+        let errs = errors("gateways:\n  - name: a\n    provider: plugzapi\n    instance: i\n    token: t\n    interval: 48h\n    timeout: 2h\n");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("gateways[0] (a): interval: is longer")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("gateways[0] (a): timeout: is longer")),
+            "{errs:?}"
+        );
+        let errs = errors("global:\n  max_concurrent_polls: 18446744073709551615\n");
+        assert!(errs[0].contains("at most"), "{errs:?}");
     }
 
     #[test]

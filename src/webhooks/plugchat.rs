@@ -41,7 +41,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::PlugChatAccount;
 use crate::labels::LabelSet;
-use crate::secret::Secret;
+use crate::secret::{Scrubber, Secret};
 use crate::sync::{lock, read, write};
 use payload::MessageStatus;
 
@@ -368,9 +368,12 @@ struct LabelCap {
 }
 
 impl LabelCap {
-    /// The label value for `raw`: sanitised, or [`OTHER`] once the cap is reached; `""` if absent.
-    fn admit(&mut self, raw: Option<&str>) -> String {
-        let v = raw.map(sanitise).unwrap_or_default();
+    /// The label value for `raw`: sanitised and scrubbed of the secret, or [`OTHER`] once the cap
+    /// is reached; `""` if absent.
+    fn admit(&mut self, raw: Option<&str>, scrub: &Scrubber) -> String {
+        let v = raw
+            .map(|r| scrub.scrub(&sanitise(r)).into_owned())
+            .unwrap_or_default();
         if v.is_empty() || self.seen.contains(&v) {
             return v;
         }
@@ -414,11 +417,11 @@ impl AccountState {
         self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn accept(&self, f: &Families, event: Event, body: &Value) {
+    fn accept(&self, f: &Families, event: Event, body: &Value, scrub: &Scrubber) {
         let account = self.name.as_str();
         match event {
-            Event::StartAttendance => self.started(f, &payload::attendance(body)),
-            Event::FinishAttendance => self.finished(f, &payload::attendance(body)),
+            Event::StartAttendance => self.started(f, &payload::attendance(body), scrub),
+            Event::FinishAttendance => self.finished(f, &payload::attendance(body), scrub),
             Event::MessageStatus => {
                 for cb in payload::callbacks(body) {
                     if let Some(s) = cb.status {
@@ -436,9 +439,9 @@ impl AccountState {
         self.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn started(&self, f: &Families, a: &payload::Attendance) {
+    fn started(&self, f: &Families, a: &payload::Attendance, scrub: &Scrubber) {
         let mut book = self.book();
-        let dept = book.departments.admit(a.department.as_deref());
+        let dept = book.departments.admit(a.department.as_deref(), scrub);
         let wait = a.wait_seconds();
         if let Some(w) = wait {
             f.wait.with_label_values(&[&self.name, &dept]).observe(w);
@@ -451,9 +454,9 @@ impl AccountState {
             .set(book.open.len() as i64);
     }
 
-    fn finished(&self, f: &Families, a: &payload::Attendance) {
+    fn finished(&self, f: &Families, a: &payload::Attendance, scrub: &Scrubber) {
         let mut book = self.book();
-        let dept = book.departments.admit(a.department.as_deref());
+        let dept = book.departments.admit(a.department.as_deref(), scrub);
         let opened = a.number.as_deref().and_then(|n| book.open.finish(n));
         if let Some(d) = a.duration_seconds() {
             f.duration
@@ -468,7 +471,7 @@ impl AccountState {
         }
         let mut categories: Vec<String> = Vec::new();
         for c in &a.categories {
-            let label = book.categories.admit(Some(c));
+            let label = book.categories.admit(Some(c), scrub);
             if !categories.contains(&label) {
                 categories.push(label);
             }
@@ -587,7 +590,9 @@ impl Receiver {
                 return self.refuse(state, Rejection::InvalidJson);
             }
         };
-        if !self.while_configured(state, |s| s.accept(&self.families, event, &value)) {
+        // The sender knows the secret and may write it into a department or category.
+        let scrub = Scrubber::new([account.secret.expose()]);
+        if !self.while_configured(state, |s| s.accept(&self.families, event, &value, &scrub)) {
             return self.refuse_unknown_account();
         }
         tracing::debug!(account = %state.name, event = event.name(), "PlugChat webhook accepted");
@@ -815,15 +820,22 @@ mod tests {
     #[test]
     fn label_values_are_capped_and_sanitised() {
         let mut cap = LabelCap::default();
-        assert_eq!(cap.admit(None), "");
-        assert_eq!(cap.admit(Some("  Vendas\n")), "Vendas");
-        assert_eq!(cap.admit(Some(&"x".repeat(500))), "x".repeat(64));
+        let none = Scrubber::default();
+        assert_eq!(cap.admit(None, &none), "");
+        assert_eq!(cap.admit(Some("  Vendas\n"), &none), "Vendas");
+        assert_eq!(cap.admit(Some(&"x".repeat(500)), &none), "x".repeat(64));
+        // The account's secret, whole or in part, never becomes a label.
+        let scrub = Scrubber::new(["secret-a-0123456789"]);
+        assert_eq!(
+            cap.admit(Some("Vendas 0123456789"), &scrub),
+            "Vendas <redacted>"
+        );
         for i in 0..100 {
-            cap.admit(Some(&format!("dept {i}")));
+            cap.admit(Some(&format!("dept {i}")), &none);
         }
         assert_eq!(cap.seen.len(), MAX_LABEL_VALUES);
-        assert_eq!(cap.admit(Some("late")), OTHER);
-        assert_eq!(cap.admit(Some("Vendas")), "Vendas");
+        assert_eq!(cap.admit(Some("late"), &none), OTHER);
+        assert_eq!(cap.admit(Some("Vendas"), &none), "Vendas");
         assert_eq!(sanitise("a\u{0}b\u{7f}c  \t "), "abc");
         assert_eq!(sanitise("Atendimento ção"), "Atendimento ção");
     }
@@ -850,8 +862,12 @@ mod tests {
             acc("b", "secret-b-0123456789"),
         ]);
         let a = rx.account("a").unwrap();
-        a.state
-            .accept(&rx.families, Event::MessageDeliveryError, &Value::Null);
+        a.state.accept(
+            &rx.families,
+            Event::MessageDeliveryError,
+            &Value::Null,
+            &Scrubber::default(),
+        );
         let b = rx.account("b").unwrap();
         b.state.finished(
             &rx.families,
@@ -862,6 +878,7 @@ mod tests {
                 end_ms: Some(1_000_000_060_000),
                 ..Default::default()
             },
+            &Scrubber::default(),
         );
         rx.configure(&[acc("a", "secret-a-rotated-0123")]);
         let text = render(&reg);

@@ -178,10 +178,11 @@ impl Source {
     /// one again at debug level.
     fn log_graph_error(&self, g: &GraphError, http_status: u16) {
         let new = self.last_error().replace((g.code, g.subcode)) != Some((g.code, g.subcode));
-        let token = self.token.expose();
+        // Graph echoes text of the request at times: no piece of the token leaves in it.
+        let scrubber = crate::secret::Scrubber::new([self.token.expose()]);
         let clean = |s: &Option<String>| match s {
-            Some(s) if token.len() < 4 || !s.contains(token) => s.clone(),
-            _ => "-".to_string(),
+            Some(s) => scrubber.scrub(s).into_owned(),
+            None => "-".to_string(),
         };
         let (kind, trace) = (clean(&g.kind), clean(&g.fbtrace_id));
         let code = g.code.map_or("-".to_string(), |c| c.to_string());
