@@ -102,8 +102,14 @@ families! {
         LastSuccess => "whatsapp_last_success_timestamp_seconds", Gauge, "Unix time of the last successful poll.";
         Polls => "whatsapp_polls_total", Counter, "Polls made.";
         PollFailures => "whatsapp_poll_failures_total", Counter, "Failed polls by reason.";
+        DiscoveredInstances => "whatsapp_discovered_instances", Gauge, "Instances of the server that are exported as gateways <server>/<instance>; absent while whatsapp_up is 0.";
+        DiscoveryOverflow => "whatsapp_discovery_overflow_total", Counter, "Instances of the server left out by max_instances, added at every poll.";
+        DiscoverySkipped => "whatsapp_discovery_skipped_instances", Gauge, "Instances of the server left out because their name cannot stand in a label; absent while whatsapp_up is 0.";
     }
 }
+
+/// The label that ties a discovered instance's series to the server gateway that found it.
+pub const SERVER_LABEL: &str = "server";
 
 /// The series of one gateway, rendered, with each family's lines kept apart.
 #[derive(Debug, Default)]
@@ -144,7 +150,8 @@ impl Fragment {
     }
 }
 
-/// Writes the samples of one gateway; the common labels are escaped once.
+/// Writes the samples of one gateway; the common labels are escaped once. A server gateway writes
+/// the series of its discovered instances under their own labels with [`FragmentWriter::scoped`].
 pub struct FragmentWriter {
     base_labels: String,
     own: &'static [FamilyDef],
@@ -161,6 +168,18 @@ impl FragmentWriter {
             own,
             lines: vec![String::new(); COMMON.len() + own.len()],
         }
+    }
+
+    /// Runs `f` with `labels` in place of the writer's common labels: a server gateway writes each
+    /// discovered instance's series, whose `gateway` label is `<server>/<instance>`, into its own
+    /// fragment, in the same families. The labels are escaped once for all the samples of `f`.
+    pub fn scoped<R>(&mut self, labels: &[(&str, &str)], f: impl FnOnce(&mut Self) -> R) -> R {
+        let mut scoped = String::new();
+        write_labels(&mut scoped, labels);
+        let common = std::mem::replace(&mut self.base_labels, scoped);
+        let r = f(self);
+        self.base_labels = common;
+        r
     }
 
     /// Where the lines of a family go; `None` for a family of another provider's set, which a
@@ -248,7 +267,8 @@ impl FragmentWriter {
         let mut ends = Vec::with_capacity(self.lines.len());
         for l in &self.lines {
             text.push_str(l);
-            // A fragment is a few KiB at most, far below u32::MAX.
+            // A fragment is a few KiB, or about 1 KiB per discovered instance of a server (at most
+            // 100,000 of them): far below u32::MAX.
             ends.push(text.len() as u32);
         }
         Fragment {
@@ -448,6 +468,42 @@ mod tests {
             a.family(Other::Unrelated),
             "",
             "a family of another set is not there"
+        );
+    }
+
+    #[test]
+    fn scoped_samples_carry_their_own_labels() {
+        let mut w = FragmentWriter::new(&[("gateway", "evo"), ("provider", "evolution")], &OWN);
+        w.sample(Family::Up, &[], 1.0);
+        w.scoped(
+            &[
+                ("gateway", "evo/sales"),
+                ("provider", "evolution"),
+                ("server", "evo"),
+            ],
+            |w| {
+                w.gauge_bool(Family::Connected, &[], true);
+                w.state_set(Own::StatusError, &[], "error", &["none"], "none");
+            },
+        );
+        w.sample(Family::Polls, &[], 3.0);
+        let f = w.finish();
+        assert_eq!(
+            f.family(Family::Up),
+            "whatsapp_up{gateway=\"evo\",provider=\"evolution\"} 1\n"
+        );
+        assert_eq!(
+            f.family(Family::Connected),
+            "whatsapp_connected{gateway=\"evo/sales\",provider=\"evolution\",server=\"evo\"} 1\n"
+        );
+        assert_eq!(
+            f.family(Own::StatusError),
+            "whatsapp_status_error{gateway=\"evo/sales\",provider=\"evolution\",server=\"evo\",error=\"none\"} 1\n"
+        );
+        assert_eq!(
+            f.family(Family::Polls),
+            "whatsapp_polls_total{gateway=\"evo\",provider=\"evolution\"} 3\n",
+            "the common labels are back after the scope"
         );
     }
 

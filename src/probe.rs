@@ -124,6 +124,14 @@ fn debug_report(
     let st = gw.state();
     let _ = writeln!(r, "\nResult:");
     match (result, &st.observation) {
+        (Ok(()), Some(obs)) if obs.discovered().is_some() => {
+            let _ = writeln!(
+                r,
+                "  succeeded in {:.3}s: {}",
+                took.as_secs_f64(),
+                obs.summary()
+            );
+        }
         (Ok(()), Some(obs)) => {
             let _ = writeln!(
                 r,

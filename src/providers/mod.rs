@@ -11,14 +11,17 @@ use crate::error::PollError;
 use crate::exposition::{FamilyDef, FragmentWriter};
 use crate::http::Clients;
 pub use crate::provider::Provider;
-pub use shape::{Observation, Poller};
+pub use shape::{Discovered, Observation, Poller};
 use simulator::Simulator;
 
 pub mod cloudapi;
+pub mod discovery;
+pub mod evolution;
 pub mod greenapi;
 pub mod shape;
 pub mod simulator;
 pub mod waba;
+pub mod waha;
 pub mod zapi;
 
 /// The metric families of a provider, after the common ones.
@@ -28,6 +31,8 @@ pub fn families(p: Provider) -> &'static [FamilyDef] {
         Provider::Waba => &waba::FAMILIES,
         Provider::GreenApi => &greenapi::FAMILIES,
         Provider::CloudApi => &cloudapi::FAMILIES,
+        Provider::Evolution => &evolution::FAMILIES,
+        Provider::Waha => &waha::FAMILIES,
     }
 }
 
@@ -55,6 +60,8 @@ pub enum Source {
     Waba(waba::Source),
     GreenApi(greenapi::Source),
     CloudApi(cloudapi::Source),
+    Evolution(evolution::Source),
+    Waha(waha::Source),
 }
 
 impl Source {
@@ -71,6 +78,10 @@ impl Source {
             ProviderConfig::Waba(c) => Source::Waba(waba::Source::new(cfg, c, client)),
             ProviderConfig::GreenApi(c) => Source::GreenApi(greenapi::Source::new(cfg, c, client)),
             ProviderConfig::CloudApi(c) => Source::CloudApi(cloudapi::Source::new(cfg, c, client)),
+            ProviderConfig::Evolution(c) => {
+                Source::Evolution(evolution::Source::new(cfg, c, client))
+            }
+            ProviderConfig::Waha(c) => Source::Waha(waha::Source::new(cfg, c, client)),
         })
     }
 
@@ -80,6 +91,8 @@ impl Source {
             Source::Waba(s) => s.poll(timeout).await,
             Source::GreenApi(s) => s.poll(timeout).await,
             Source::CloudApi(s) => s.poll(timeout).await,
+            Source::Evolution(s) => s.poll(timeout).await,
+            Source::Waha(s) => s.poll(timeout).await,
         }
     }
 
@@ -89,6 +102,8 @@ impl Source {
             Source::Waba(s) => s.write_kept(w),
             Source::GreenApi(s) => s.write_kept(w),
             Source::CloudApi(s) => s.write_kept(w),
+            Source::Evolution(s) => s.write_kept(w),
+            Source::Waha(s) => s.write_kept(w),
         }
     }
 }
@@ -100,6 +115,8 @@ pub fn simulator(p: Provider) -> &'static Simulator {
         Provider::Waba => &waba::demo::SIMULATOR,
         Provider::GreenApi => &greenapi::demo::SIMULATOR,
         Provider::CloudApi => &cloudapi::demo::SIMULATOR,
+        Provider::Evolution => &evolution::demo::SIMULATOR,
+        Provider::Waha => &waha::demo::SIMULATOR,
     }
 }
 
