@@ -105,8 +105,14 @@ families! {
         LastPollError => "whatsapp_last_poll_error_info", Gauge, "1 while whatsapp_up is 0, with the reason of the last failed poll, or not_polled_yet before the first poll.";
         NextPoll => "whatsapp_next_poll_timestamp_seconds", Gauge, "Unix time the background schedule polls the gateway next; in the past, the poll is overdue.";
         RetryAfter => "whatsapp_retry_after_timestamp_seconds", Gauge, "Unix time before which the gateway asked (Retry-After) not to be called; no call is made before it.";
+        DiscoveredInstances => "whatsapp_discovered_instances", Gauge, "Instances of the server that are exported as gateways <server>/<instance>; absent while whatsapp_up is 0.";
+        DiscoveryOverflow => "whatsapp_discovery_overflow_total", Counter, "Instances of the server left out by max_instances, added at every poll.";
+        DiscoverySkipped => "whatsapp_discovery_skipped_instances", Gauge, "Instances of the server left out because their name cannot stand in a label; absent while whatsapp_up is 0.";
     }
 }
+
+/// The label that ties a discovered instance's series to the server gateway that found it.
+pub const SERVER_LABEL: &str = "server";
 
 /// The series of one gateway, rendered, with each family's lines kept apart.
 #[derive(Debug, Default)]
@@ -154,7 +160,8 @@ struct Labels<'a> {
     scrub: Option<&'a crate::secret::Scrubber>,
 }
 
-/// Writes the samples of one gateway; the common labels are escaped once.
+/// Writes the samples of one gateway; the common labels are escaped once. A server gateway writes
+/// the series of its discovered instances under their own labels with [`FragmentWriter::scoped`].
 pub struct FragmentWriter {
     base_labels: String,
     own: &'static [FamilyDef],
@@ -183,6 +190,18 @@ impl FragmentWriter {
             self.scrub = Some(scrub);
         }
         self
+    }
+
+    /// Runs `f` with `labels` in place of the writer's common labels: a server gateway writes each
+    /// discovered instance's series, whose `gateway` label is `<server>/<instance>`, into its own
+    /// fragment, in the same families. The labels are escaped once for all the samples of `f`.
+    pub fn scoped<R>(&mut self, labels: &[(&str, &str)], f: impl FnOnce(&mut Self) -> R) -> R {
+        let mut scoped = String::new();
+        write_labels(&mut scoped, labels);
+        let common = std::mem::replace(&mut self.base_labels, scoped);
+        let r = f(self);
+        self.base_labels = common;
+        r
     }
 
     /// Where the lines of a family go; `None` for a family of another provider's set, which a
@@ -274,7 +293,8 @@ impl FragmentWriter {
         let mut ends = Vec::with_capacity(self.lines.len());
         for l in &self.lines {
             text.push_str(l);
-            // A fragment is a few KiB at most, far below u32::MAX.
+            // A fragment is a few KiB, or about 1 KiB per discovered instance of a server (at most
+            // 100,000 of them): far below u32::MAX.
             ends.push(text.len() as u32);
         }
         Fragment {
@@ -482,6 +502,42 @@ mod tests {
             a.family(Other::Unrelated),
             "",
             "a family of another set is not there"
+        );
+    }
+
+    #[test]
+    fn scoped_samples_carry_their_own_labels() {
+        let mut w = FragmentWriter::new(&[("gateway", "evo"), ("provider", "evolution")], &OWN);
+        w.sample(Family::Up, &[], 1.0);
+        w.scoped(
+            &[
+                ("gateway", "evo/sales"),
+                ("provider", "evolution"),
+                ("server", "evo"),
+            ],
+            |w| {
+                w.gauge_bool(Family::Connected, &[], true);
+                w.state_set(Own::StatusError, &[], "error", &["none"], "none");
+            },
+        );
+        w.sample(Family::Polls, &[], 3.0);
+        let f = w.finish();
+        assert_eq!(
+            f.family(Family::Up),
+            "whatsapp_up{gateway=\"evo\",provider=\"evolution\"} 1\n"
+        );
+        assert_eq!(
+            f.family(Family::Connected),
+            "whatsapp_connected{gateway=\"evo/sales\",provider=\"evolution\",server=\"evo\"} 1\n"
+        );
+        assert_eq!(
+            f.family(Own::StatusError),
+            "whatsapp_status_error{gateway=\"evo/sales\",provider=\"evolution\",server=\"evo\",error=\"none\"} 1\n"
+        );
+        assert_eq!(
+            f.family(Family::Polls),
+            "whatsapp_polls_total{gateway=\"evo\",provider=\"evolution\"} 3\n",
+            "the common labels are back after the scope"
         );
     }
 

@@ -4,7 +4,12 @@
 //! [`Gateway::flight`] and the checks of [`Gateway::skip`]: one call at a time, none while the
 //! gateway asked to be left alone (`Retry-After`), and none sooner than its interval after the
 //! last one.
+//! A server gateway (Evolution API or WAHA with `instances`) renders, beside its own series, the
+//! series of every instance its last poll found, each under `gateway="<server>/<instance>"` and
+//! `server="<server>"`; it counts each instance's flaps against the instance's state at the
+//! previous poll that saw it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -13,7 +18,7 @@ use tokio::time::Instant;
 use crate::clock::unix_seconds;
 use crate::config::GatewayConfig;
 use crate::error::{PollError, Reason};
-use crate::exposition::{Family, Fragment, FragmentWriter};
+use crate::exposition::{Family, Fragment, FragmentWriter, SERVER_LABEL};
 use crate::labels::LabelSet;
 use crate::providers::{families, Observation, Source};
 use crate::secret::Scrubber;
@@ -57,6 +62,11 @@ pub struct State {
     pub next_poll: Option<SystemTime>,
     /// The last poll got no answer in time: its next one is not trusted with a shared slot.
     pub timed_out: bool,
+    /// A server gateway's instances as of the last poll that listed them, kept across failed
+    /// polls (flaps are counted against the last state seen); at most `max_instances`.
+    pub instances: HashMap<String, Tracked>,
+    /// Instances left out by `max_instances`, over every poll.
+    pub discovery_overflow: u64,
 }
 
 /// Why a call to the gateway is not made now; the caller answers from the last state.
@@ -84,6 +94,13 @@ pub fn wall_time(t: Instant) -> SystemTime {
     }
 }
 
+/// What a server gateway remembers of one discovered instance between polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracked {
+    pub connected: bool,
+    pub connected_changes: u64,
+}
+
 impl State {
     pub fn up(&self) -> bool {
         self.observation.is_some()
@@ -91,11 +108,35 @@ impl State {
 
     /// Takes a new observation, counting a flap when `connected` differs from the last value seen.
     fn observe(&mut self, obs: Box<dyn Observation>) {
-        let connected = obs.connected();
-        if self.last_connected.is_some_and(|c| c != connected) {
-            self.connected_changes += 1;
+        if let Some(found) = obs.discovered() {
+            self.discovery_overflow += found.overflow;
+            // Instances the listing no longer has are forgotten, so their series go.
+            let mut seen = HashMap::with_capacity(found.instances.len());
+            for (name, o) in &found.instances {
+                let connected = o.connected();
+                let mut t = self.instances.remove(name).map_or(
+                    Tracked {
+                        connected,
+                        connected_changes: 0,
+                    },
+                    |mut t| {
+                        if t.connected != connected {
+                            t.connected_changes += 1;
+                        }
+                        t
+                    },
+                );
+                t.connected = connected;
+                seen.insert(name.clone(), t);
+            }
+            self.instances = seen;
+        } else {
+            let connected = obs.connected();
+            if self.last_connected.is_some_and(|c| c != connected) {
+                self.connected_changes += 1;
+            }
+            self.last_connected = Some(connected);
         }
-        self.last_connected = Some(connected);
         self.observation = Some(obs);
     }
 }
@@ -209,12 +250,36 @@ impl Gateway {
         st.last_poll = Some(now);
         let outcome = match result {
             Ok(obs) => {
-                let connected = obs.connected();
+                let (connected, found) = match obs.discovered() {
+                    Some(d) => (
+                        d.connected_count() > 0,
+                        Some((d.instances.len(), d.skipped)),
+                    ),
+                    None => (obs.connected(), None),
+                };
+                let skipped_before = st
+                    .observation
+                    .as_ref()
+                    .and_then(|o| o.discovered())
+                    .map(|d| d.skipped);
                 st.observe(obs);
                 st.last_success = Some(now);
                 st.last_error = None;
-                if !was_up {
-                    tracing::info!(gateway = %self.name(), provider = %self.config.provider, connected, "gateway answers");
+                match found {
+                    None if !was_up => {
+                        tracing::info!(gateway = %self.name(), provider = %self.config.provider, connected, "gateway answers");
+                    }
+                    Some((instances, skipped)) => {
+                        if !was_up {
+                            tracing::info!(gateway = %self.name(), provider = %self.config.provider, instances, "server answers");
+                        }
+                        // The names are not told: an operator may have named instances after
+                        // their phone numbers.
+                        if skipped > 0 && skipped_before != Some(skipped) {
+                            tracing::warn!(gateway = %self.name(), skipped, "instances left out: their names cannot stand in a label (use [A-Za-z0-9_.-], at most 128 characters)");
+                        }
+                    }
+                    None => {}
                 }
                 Ok(())
             }
@@ -289,10 +354,13 @@ impl Gateway {
         )
         .scrub_labels(self.scrubber.clone());
         w.gauge_bool(Family::Up, &[], st.up());
-        if let Some(obs) = &st.observation {
-            w.gauge_bool(Family::Connected, &[], obs.connected());
+        let server = self.config.settings.discovers();
+        if !server {
+            if let Some(obs) = &st.observation {
+                w.gauge_bool(Family::Connected, &[], obs.connected());
+            }
+            w.sample(Family::ConnectedChanges, &[], st.connected_changes as f64);
         }
-        w.sample(Family::ConnectedChanges, &[], st.connected_changes as f64);
         if let Some(d) = st.last_duration {
             w.sample(Family::PollDuration, &[], d.as_secs_f64());
         }
@@ -316,11 +384,54 @@ impl Gateway {
         if let Some((_, t)) = st.backoff_until {
             w.sample(Family::RetryAfter, &[], unix_seconds(t).round());
         }
+        if server {
+            w.sample(Family::DiscoveryOverflow, &[], st.discovery_overflow as f64);
+        }
         if let Some(obs) = &st.observation {
             obs.write(&mut w);
+            if let Some(found) = obs.discovered() {
+                self.render_instances(&mut w, st, found);
+            }
         }
         self.source.write_kept(&mut w);
         *lock(&self.fragment) = Arc::new(w.finish());
+    }
+
+    /// A server's discovered instances, each as its own gateway `<server>/<instance>`: its
+    /// `whatsapp_connected`, its flaps and its provider's series. Absent while the server does
+    /// not answer, as `whatsapp_connected` is while `whatsapp_up` is 0.
+    fn render_instances(
+        &self,
+        w: &mut FragmentWriter,
+        st: &State,
+        found: &crate::providers::Discovered,
+    ) {
+        w.sample(
+            Family::DiscoveredInstances,
+            &[],
+            found.instances.len() as f64,
+        );
+        w.sample(Family::DiscoverySkipped, &[], found.skipped as f64);
+        let server = self.name();
+        let provider = self.config.provider.as_str();
+        let mut gateway = String::with_capacity(server.len() + 32);
+        for (name, obs) in &found.instances {
+            gateway.clear();
+            gateway.push_str(server);
+            gateway.push('/');
+            gateway.push_str(name);
+            let changes = st.instances.get(name).map_or(0, |t| t.connected_changes);
+            let labels = [
+                ("gateway", gateway.as_str()),
+                ("provider", provider),
+                (SERVER_LABEL, server),
+            ];
+            w.scoped(&labels, |w| {
+                w.gauge_bool(Family::Connected, &[], obs.connected());
+                w.sample(Family::ConnectedChanges, &[], changes as f64);
+                obs.write(w);
+            });
+        }
     }
 }
 

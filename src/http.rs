@@ -14,6 +14,9 @@ use crate::sync::lock;
 
 /// No gateway answer we read is anywhere near this; a larger one is broken or hostile.
 pub const MAX_BODY: usize = 4 << 20;
+/// The listing of a whole server (every instance with its settings, about 1.5 KiB each on
+/// Evolution API) may be far larger: 64 MiB holds some 40,000 instances.
+pub const MAX_LISTING_BODY: usize = 64 << 20;
 
 /// The answer of a gateway, read in full (up to [`MAX_BODY`]).
 #[derive(Debug)]
@@ -65,11 +68,20 @@ pub async fn traced<F: std::future::Future>(f: F) -> (F::Output, Vec<Exchange>) 
 
 /// Sends a request and reads its answer, refusing bodies over [`MAX_BODY`] without buffering them.
 pub async fn fetch(req: reqwest::RequestBuilder, timeout: Duration) -> Result<Answer, PollError> {
+    fetch_limited(req, timeout, MAX_BODY).await
+}
+
+/// [`fetch`] with a cap of `max` bytes on the body, for the answers that may be large.
+pub async fn fetch_limited(
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+    max: usize,
+) -> Result<Answer, PollError> {
     let (client, request) = req.build_split();
     let request = request.map_err(|e| PollError::from_reqwest(e, timeout))?;
     let (method, url) = (request.method().to_string(), request.url().to_string());
     let start = std::time::Instant::now();
-    let result = send(client, request, timeout).await;
+    let result = send(client, request, timeout, max).await;
     // Outside a traced poll this is a look-up that finds nothing.
     let _ = TRACE.try_with(|t| {
         t.borrow_mut().push(Exchange {
@@ -88,6 +100,7 @@ async fn send(
     client: reqwest::Client,
     request: reqwest::Request,
     timeout: Duration,
+    max: usize,
 ) -> Result<Answer, PollError> {
     let mut resp = client
         .execute(request)
@@ -99,9 +112,8 @@ async fn send(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-    let too_large =
-        || PollError::InvalidResponse(format!("answer larger than {} MiB", MAX_BODY >> 20));
-    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+    let too_large = || PollError::InvalidResponse(format!("answer larger than {} MiB", max >> 20));
+    if resp.content_length().is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
     let mut body = BytesMut::new();
@@ -110,7 +122,7 @@ async fn send(
         .await
         .map_err(|e| PollError::from_reqwest(e, timeout))?
     {
-        if body.len() + chunk.len() > MAX_BODY {
+        if body.len() + chunk.len() > max {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);

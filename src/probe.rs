@@ -142,6 +142,14 @@ fn debug_report(
         }
     };
     match (result, &st.observation) {
+        (Ok(()), Some(obs)) if obs.discovered().is_some() => {
+            let _ = writeln!(
+                r,
+                "  succeeded in {:.3}s: {}",
+                took.as_secs_f64(),
+                obs.summary()
+            );
+        }
         (Ok(()), Some(obs)) => {
             let _ = writeln!(
                 r,

@@ -18,13 +18,16 @@ crate::labels::closed_set! {
         GreenApi => "greenapi",
         #[serde(rename = "cloudapi")]
         CloudApi => "cloudapi",
+        Evolution => "evolution",
+        Waha => "waha",
     }
 }
 
 impl Provider {
     pub const ALL: &'static [Provider] = <Provider as crate::labels::LabelSet>::ALL;
 
-    /// The base URL used when the configuration gives none; empty for on-premises deployments.
+    /// The base URL used when the configuration gives none; empty for self-hosted and on-premises
+    /// deployments.
     pub fn default_url(self) -> &'static str {
         match self {
             Provider::PlugzApi => "https://api.plugzapi.com.br",
@@ -32,6 +35,7 @@ impl Provider {
             Provider::Waba => "",
             Provider::GreenApi => "https://api.green-api.com",
             Provider::CloudApi => "https://graph.facebook.com",
+            Provider::Evolution | Provider::Waha => "",
         }
     }
 }

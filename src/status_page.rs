@@ -18,6 +18,8 @@ pub fn render(ex: &Exporter) -> String {
             (_, false) => ("bad", "down"),
         };
         let connected = match &st.observation {
+            // A server is no number: its summary counts its connected instances.
+            Some(o) if o.discovered().is_some() => "",
             Some(o) if o.connected() => "connected",
             Some(_) => "disconnected",
             None => "",

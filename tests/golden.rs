@@ -59,6 +59,17 @@ async fn metrics_match_the_golden_file() {
         }
     })
     .await;
+    let evo = Mock::start(|_| async {
+        let (code, body) =
+            common::fixture("evolution/fetch_instances.json", "/instance/fetchInstances");
+        reply(code, body)
+    })
+    .await;
+    let waha = Mock::start(|_| async {
+        let (code, body) = common::fixture("waha/sessions_all.json", "/api/sessions?all=true");
+        reply(code, body)
+    })
+    .await;
     let yaml = format!(
         r#"global:
   interval: 1h
@@ -84,6 +95,16 @@ gateways:
     instance: "1101000001"
     token: golden-token
     notifications: consume
+  - name: evo1
+    provider: evolution
+    url: {evo}
+    token: golden-token
+    instances: all
+  - name: waha1
+    provider: waha
+    url: {waha}
+    token: golden-token
+    instances: all
 webhooks:
   plugchat:
     - account: store
@@ -93,6 +114,8 @@ webhooks:
         waba = waba.url(),
         cloud = cloud.url(),
         green = green.url(),
+        evo = evo.url(),
+        waha = waha.url(),
     );
     let ex = Exporter::start(&yaml).await;
     for gw in ex.running.as_ref().unwrap().exporter.gateways().iter() {

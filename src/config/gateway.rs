@@ -11,14 +11,17 @@ use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::{
-    cloudapi, expand_env, greenapi, parse_schedule_duration, waba, zapi, Ctx, Env, Global,
+    cloudapi, evolution, expand_env, greenapi, parse_schedule_duration, waba, waha, zapi, Ctx, Env,
+    Global,
 };
 use crate::provider::Provider;
 use crate::secret::Secret;
 
 pub use super::cloudapi::CloudApiConfig;
+pub use super::evolution::EvolutionConfig;
 pub use super::greenapi::{GreenApiConfig, Notifications};
 pub use super::waba::{WabaAuth, WabaConfig};
+pub use super::waha::WahaConfig;
 pub use super::zapi::ZapiConfig;
 
 /// One gateway, with every secret already read from the environment or its file.
@@ -42,6 +45,8 @@ pub enum ProviderConfig {
     Waba(WabaConfig),
     GreenApi(GreenApiConfig),
     CloudApi(CloudApiConfig),
+    Evolution(EvolutionConfig),
+    Waha(WahaConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Deserialize)]
@@ -64,6 +69,17 @@ impl ProviderConfig {
             ProviderConfig::Waba(c) => &c.tls,
             ProviderConfig::GreenApi(c) => &c.tls,
             ProviderConfig::CloudApi(_) => &DEFAULT,
+            ProviderConfig::Evolution(c) => &c.tls,
+            ProviderConfig::Waha(c) => &c.tls,
+        }
+    }
+
+    /// Whether the gateway stands for a whole server whose instances it discovers.
+    pub fn discovers(&self) -> bool {
+        match self {
+            ProviderConfig::Evolution(c) => c.target.discovers(),
+            ProviderConfig::Waha(c) => c.target.discovers(),
+            _ => false,
         }
     }
 
@@ -77,6 +93,8 @@ impl ProviderConfig {
             ProviderConfig::Waba(c) => vec![c.auth.secret()],
             ProviderConfig::GreenApi(c) => vec![&c.token],
             ProviderConfig::CloudApi(c) => vec![&c.token],
+            ProviderConfig::Evolution(c) => vec![&c.token],
+            ProviderConfig::Waha(c) => c.token.iter().collect(),
         }
     }
 }
@@ -105,6 +123,8 @@ fn block_keys(p: Provider) -> &'static [&'static str] {
         Provider::Waba => super::struct_fields::<waba::Raw>(),
         Provider::GreenApi => super::struct_fields::<greenapi::Raw>(),
         Provider::CloudApi => super::struct_fields::<cloudapi::Raw>(),
+        Provider::Evolution => super::struct_fields::<evolution::Raw>(),
+        Provider::Waha => super::struct_fields::<waha::Raw>(),
     }
 }
 
@@ -169,6 +189,12 @@ fn parse_block(p: Provider, block: Mapping, env: Env, ctx: &mut Ctx) -> Option<P
         Provider::CloudApi => decode::<cloudapi::Raw>(block, ctx)
             .and_then(|r| r.check(env, ctx))
             .map(ProviderConfig::CloudApi),
+        Provider::Evolution => decode::<evolution::Raw>(block, ctx)
+            .and_then(|r| r.check(env, ctx))
+            .map(ProviderConfig::Evolution),
+        Provider::Waha => decode::<waha::Raw>(block, ctx)
+            .and_then(|r| r.check(env, ctx))
+            .map(ProviderConfig::Waha),
     };
     if let Some(ca) = decoded.as_ref().and_then(|d| d.tls().ca_file.as_ref()) {
         if let Err(e) = std::fs::metadata(ca) {

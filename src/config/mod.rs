@@ -15,15 +15,21 @@ use crate::provider::Provider;
 use crate::secret::Secret;
 
 mod cloudapi;
+mod discovery;
+mod evolution;
 mod gateway;
 mod greenapi;
 mod waba;
+mod waha;
 mod zapi;
 
 pub use cloudapi::{check_api_version, check_phone_number_id, DEFAULT_GRAPH_API_VERSION};
+pub use discovery::{
+    is_label_safe_instance, Instances, Target, DEFAULT_MAX_INSTANCES, MAX_INSTANCE_NAME,
+};
 pub use gateway::{
-    CloudApiConfig, GatewayConfig, GreenApiConfig, Notifications, ProviderConfig, TlsConfig,
-    WabaAuth, WabaConfig, ZapiConfig,
+    CloudApiConfig, EvolutionConfig, GatewayConfig, GreenApiConfig, Notifications, ProviderConfig,
+    TlsConfig, WabaAuth, WabaConfig, WahaConfig, ZapiConfig,
 };
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);

@@ -11,14 +11,17 @@ use crate::error::PollError;
 use crate::exposition::{FamilyDef, FragmentWriter};
 use crate::http::Clients;
 pub use crate::provider::Provider;
-pub use shape::{Observation, Poller};
+pub use shape::{Discovered, Observation, Poller};
 use simulator::Simulator;
 
 pub mod cloudapi;
+pub mod discovery;
+pub mod evolution;
 pub mod greenapi;
 pub mod shape;
 pub mod simulator;
 pub mod waba;
+pub mod waha;
 pub mod zapi;
 
 /// The metric families of a provider, after the common ones.
@@ -28,6 +31,8 @@ pub fn families(p: Provider) -> &'static [FamilyDef] {
         Provider::Waba => &waba::FAMILIES,
         Provider::GreenApi => &greenapi::FAMILIES,
         Provider::CloudApi => &cloudapi::FAMILIES,
+        Provider::Evolution => &evolution::FAMILIES,
+        Provider::Waha => &waha::FAMILIES,
     }
 }
 
@@ -57,6 +62,8 @@ pub fn min_interval(p: Provider) -> (Duration, &'static str) {
         Provider::Waba => (waba::MIN_INTERVAL, waba::MIN_INTERVAL_WHY),
         Provider::GreenApi => (greenapi::MIN_INTERVAL, greenapi::MIN_INTERVAL_WHY),
         Provider::CloudApi => (cloudapi::MIN_INTERVAL, cloudapi::MIN_INTERVAL_WHY),
+        Provider::Evolution => (evolution::MIN_INTERVAL, evolution::MIN_INTERVAL_WHY),
+        Provider::Waha => (waha::MIN_INTERVAL, waha::MIN_INTERVAL_WHY),
     }
 }
 
@@ -85,6 +92,8 @@ pub enum Source {
     Waba(waba::Source),
     GreenApi(greenapi::Source),
     CloudApi(cloudapi::Source),
+    Evolution(evolution::Source),
+    Waha(waha::Source),
 }
 
 impl Source {
@@ -101,6 +110,10 @@ impl Source {
             ProviderConfig::Waba(c) => Source::Waba(waba::Source::new(cfg, c, client)),
             ProviderConfig::GreenApi(c) => Source::GreenApi(greenapi::Source::new(cfg, c, client)),
             ProviderConfig::CloudApi(c) => Source::CloudApi(cloudapi::Source::new(cfg, c, client)),
+            ProviderConfig::Evolution(c) => {
+                Source::Evolution(evolution::Source::new(cfg, c, client))
+            }
+            ProviderConfig::Waha(c) => Source::Waha(waha::Source::new(cfg, c, client)),
         })
     }
 
@@ -110,6 +123,8 @@ impl Source {
             Source::Waba(s) => s.poll(timeout).await,
             Source::GreenApi(s) => s.poll(timeout).await,
             Source::CloudApi(s) => s.poll(timeout).await,
+            Source::Evolution(s) => s.poll(timeout).await,
+            Source::Waha(s) => s.poll(timeout).await,
         }
     }
 
@@ -119,6 +134,8 @@ impl Source {
             Source::Waba(s) => s.write_kept(w),
             Source::GreenApi(s) => s.write_kept(w),
             Source::CloudApi(s) => s.write_kept(w),
+            Source::Evolution(s) => s.write_kept(w),
+            Source::Waha(s) => s.write_kept(w),
         }
     }
 }
@@ -130,6 +147,8 @@ pub fn simulator(p: Provider) -> &'static Simulator {
         Provider::Waba => &waba::demo::SIMULATOR,
         Provider::GreenApi => &greenapi::demo::SIMULATOR,
         Provider::CloudApi => &cloudapi::demo::SIMULATOR,
+        Provider::Evolution => &evolution::demo::SIMULATOR,
+        Provider::Waha => &waha::demo::SIMULATOR,
     }
 }
 

@@ -15,6 +15,59 @@ pub trait Observation: Send + Sync + fmt::Debug {
     fn write(&self, w: &mut FragmentWriter);
     /// A few words for the status page, with no private data.
     fn summary(&self) -> String;
+    /// The instances a server gateway found, each its own observation; `None` for a gateway that
+    /// is one number.
+    fn discovered(&self) -> Option<&Discovered> {
+        None
+    }
+}
+
+/// What one poll of a server's listing found: the instances it exports, and those it left out.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// The selected instances, sorted by name, each name unique and label-safe, at most
+    /// `max_instances` of them.
+    pub instances: Vec<(String, Box<dyn Observation>)>,
+    /// Selected instances beyond `max_instances`, left out of this poll.
+    pub overflow: u64,
+    /// Instances of the listing left out because their name cannot stand in a label (or they
+    /// have none).
+    pub skipped: u64,
+}
+
+impl Discovered {
+    pub fn connected_count(&self) -> usize {
+        self.instances.iter().filter(|(_, o)| o.connected()).count()
+    }
+}
+
+/// A server is not a WhatsApp number: it has no `whatsapp_connected` of its own, and the gateway
+/// writes each instance's series under the instance's own labels.
+impl Observation for Discovered {
+    fn connected(&self) -> bool {
+        false
+    }
+
+    fn write(&self, _w: &mut FragmentWriter) {}
+
+    fn summary(&self) -> String {
+        let mut s = format!(
+            "{} instances, {} connected",
+            self.instances.len(),
+            self.connected_count()
+        );
+        if self.overflow > 0 {
+            s.push_str(&format!(", {} over max_instances", self.overflow));
+        }
+        if self.skipped > 0 {
+            s.push_str(&format!(", {} skipped for their names", self.skipped));
+        }
+        s
+    }
+
+    fn discovered(&self) -> Option<&Discovered> {
+        Some(self)
+    }
 }
 
 /// The one shape of every provider's poller.

@@ -346,3 +346,44 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The answer a fixture of `tests/fixtures/real/` gives for `path`: its status and its body as
+/// the provider sends it (`<provider>/<case>.json`, `answers.<path>.{status, body}`).
+pub fn fixture(file: &str, path: &str) -> (u16, String) {
+    let full = format!("tests/fixtures/real/{file}");
+    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let a = &v["answers"][path];
+    assert!(!a.is_null(), "{full} has no answer for {path}");
+    (a["status"].as_u64().unwrap() as u16, a["body"].to_string())
+}
+
+impl Exporter {
+    /// Polls the gateway `name` once now, as its schedule would.
+    pub async fn poll(&self, name: &str) {
+        let gw = self
+            .running
+            .as_ref()
+            .unwrap()
+            .exporter
+            .gateway(name)
+            .unwrap_or_else(|| panic!("no gateway {name}"));
+        let _ = gw.poll().await;
+    }
+}
+
+/// A configuration whose gateways poll once an hour, at a point of the hour far from now: the
+/// test polls them itself with [`Exporter::poll`].
+pub fn hourly(gateways: &str) -> String {
+    for name in gateways
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: "))
+    {
+        let offset = whatsapp_exporter::scheduler::start_offset(name, Duration::from_secs(3600));
+        assert!(
+            offset > Duration::from_secs(120),
+            "gateway {name} would be polled by its schedule during the test: pick another name"
+        );
+    }
+    format!("global:\n  interval: 1h\n  timeout: 5s\ngateways:\n{gateways}")
+}
