@@ -33,6 +33,7 @@ pub mod error;
 pub mod exporter;
 pub mod exposition;
 pub mod fdlimit;
+pub mod flow;
 pub mod gateway;
 pub mod http;
 pub mod json;

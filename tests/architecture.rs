@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "shard",
             "web_config",
             "fdlimit",
+            "flow",
         ],
     ),
     ("http", &["http"]),

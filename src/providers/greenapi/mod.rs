@@ -25,6 +25,7 @@ use crate::secret::Secret;
 pub mod demo;
 mod queue;
 mod state;
+pub mod webhook;
 
 use queue::QueueStats;
 pub use queue::{

@@ -13,6 +13,7 @@ use crate::secret::Secret;
 
 pub mod demo;
 mod status;
+pub mod webhook;
 
 pub use status::{judge, parse, Refusal, Status, StatusError};
 

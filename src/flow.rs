@@ -1,0 +1,235 @@
+//! What a provider's push notification says, in one shape for every provider.
+//!
+//! Each provider's pure webhook parser (`providers::<name>::webhook::parse`) turns a body into
+//! [`Event`]s; the message-flow state (`flow_state`) counts them into the common
+//! families. An event keeps nothing private: its name and codes are labels from closed sets, a
+//! message id survives only as a keyed hash ([`MessageKey`]), and phone numbers, names and texts
+//! are never read out of the payload.
+
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+crate::labels::closed_set! {
+    /// An outgoing message's status, the same for every provider.
+    pub enum MessageStatus {
+        Sent => "sent",
+        Delivered => "delivered",
+        Read => "read",
+        Played => "played",
+        Failed => "failed",
+        Other => "other",
+    }
+    catch_all = Other;
+}
+
+crate::labels::closed_set! {
+    /// Why a webhook was refused: the `reason` label of `whatsapp_webhook_rejected_total`.
+    pub enum Rejection {
+        Unauthorized => "unauthorized",
+        BadSignature => "bad_signature",
+        InvalidJson => "invalid_json",
+        TooLarge => "too_large",
+        UnknownGateway => "unknown_gateway",
+        UnknownEvent => "unknown_event",
+        UnsupportedMediaType => "unsupported_media_type",
+        MethodNotAllowed => "method_not_allowed",
+    }
+}
+
+impl Rejection {
+    /// The reasons counted per gateway: `unknown_gateway` cannot name one.
+    pub const PER_GATEWAY: [Rejection; 7] = [
+        Rejection::Unauthorized,
+        Rejection::BadSignature,
+        Rejection::InvalidJson,
+        Rejection::TooLarge,
+        Rejection::UnknownEvent,
+        Rejection::UnsupportedMediaType,
+        Rejection::MethodNotAllowed,
+    ];
+}
+
+/// The event name of entries that could not be read at all (not an object, no discriminator);
+/// counted, never a reason to refuse the rest of the batch.
+pub const UNPARSED: &str = "unparsed";
+/// The event name, error code or Cloud API event that is not in the provider's known set.
+pub const OTHER: &str = "other";
+
+/// A message id, kept only as a hash keyed per process: two statuses of one message meet, and
+/// the id itself is never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageKey(pub u64);
+
+impl MessageKey {
+    /// The key of a non-empty id.
+    pub fn of(id: &str) -> Option<MessageKey> {
+        static KEY: OnceLock<std::hash::RandomState> = OnceLock::new();
+        let id = id.trim();
+        (!id.is_empty()).then(|| MessageKey(KEY.get_or_init(Default::default).hash_one(id)))
+    }
+
+    /// The key of an id that is a JSON string.
+    pub fn of_value(v: Option<&Value>) -> Option<MessageKey> {
+        v.and_then(Value::as_str).and_then(MessageKey::of)
+    }
+}
+
+/// A Cloud API event about the number, the account or a template, by its bounded `event` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudEvent {
+    Quality(&'static str),
+    Account(&'static str),
+    Template(&'static str),
+}
+
+/// One event of a push, reduced to what the metrics need.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Event {
+    /// The provider's own name for it, from the provider's closed set, else [`OTHER`].
+    pub name: &'static str,
+    /// When the provider says it happened, in Unix seconds.
+    pub timestamp: Option<f64>,
+    /// An outgoing message status.
+    pub status: Option<MessageStatus>,
+    /// The provider took a message for sending (Z-API's DeliveryCallback without error, Green
+    /// API's outgoingAPIMessageReceived): not a status, but where sent→delivered starts when no
+    /// `sent` status comes.
+    pub accepted: bool,
+    /// The messages the status (or acceptance) is about; one callback can name several.
+    pub messages: Vec<MessageKey>,
+    /// Send or delivery error codes, from the provider's closed set, else [`OTHER`].
+    pub errors: Vec<&'static str>,
+    /// Incoming messages.
+    pub received: u32,
+    /// The number's connection, when the push tells it.
+    pub connected: Option<bool>,
+    /// The provider's own instance state label (Green API `stateInstance`), when pushed.
+    pub state: Option<&'static str>,
+    pub cloud: Option<CloudEvent>,
+}
+
+impl Event {
+    pub fn named(name: &'static str) -> Self {
+        Event {
+            name,
+            ..Default::default()
+        }
+    }
+}
+
+/// What a body held: its events, and how many of its entries could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch<T = Event> {
+    pub items: Vec<T>,
+    pub unparsed: u32,
+}
+
+impl<T> Default for Batch<T> {
+    fn default() -> Self {
+        Batch {
+            items: Vec::new(),
+            unparsed: 0,
+        }
+    }
+}
+
+/// Why a whole body is refused; anything less is counted entry by entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Not JSON at all.
+    InvalidJson,
+    /// JSON, but nothing in it has the provider's shape.
+    UnknownEvent,
+}
+
+impl Refused {
+    pub fn rejection(self) -> Rejection {
+        match self {
+            Refused::InvalidJson => Rejection::InvalidJson,
+            Refused::UnknownEvent => Rejection::UnknownEvent,
+        }
+    }
+}
+
+/// The body as JSON; serde's message is never kept (it can quote the input).
+pub fn json(body: &[u8]) -> Result<Value, Refused> {
+    serde_json::from_slice(body).map_err(|_| Refused::InvalidJson)
+}
+
+/// The entries of a body: a list, or one object alone.
+pub fn entries(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(items) => items,
+        other => std::slice::from_ref(other),
+    }
+}
+
+/// Timestamps below this are seconds, not milliseconds: 1e11 ms is 1973, 1e11 s the year 5138.
+pub const SECONDS_BELOW: f64 = 1e11;
+
+/// A time in Unix seconds from seconds or milliseconds (number or string); non-positive values
+/// and values that fit neither unit say nothing.
+pub fn unix_time(v: Option<&Value>) -> Option<f64> {
+    let n = crate::json::number(v?)?;
+    let secs = if n < SECONDS_BELOW { n } else { n / 1000.0 };
+    // Before 2001 or after 2286 is no clock of a provider's.
+    (1e9..1e10).contains(&secs).then_some(secs)
+}
+
+/// The label in `known` equal to `s`, else [`OTHER`].
+pub fn known(known: &'static [&'static str], s: &str) -> &'static str {
+    known.iter().copied().find(|k| *k == s).unwrap_or(OTHER)
+}
+
+/// What a provider's pushes can say, for the series initialised at 0: its event names and error
+/// codes, in the order they are exposed, and whether it has Cloud API's account families.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FlowSpec {
+    pub events: &'static [&'static str],
+    pub codes: &'static [&'static str],
+    pub cloud: Option<CloudSpec>,
+}
+
+/// The Cloud API's event labels of quality, account and template events.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CloudSpec {
+    pub quality: &'static [&'static str],
+    pub account: &'static [&'static str],
+    pub template: &'static [&'static str],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_hide_the_id_and_match_it() {
+        let a = MessageKey::of("wamid.HBgLMTY1MDM4").unwrap();
+        assert_eq!(MessageKey::of(" wamid.HBgLMTY1MDM4 "), Some(a));
+        assert_ne!(MessageKey::of("wamid.other"), Some(a));
+        assert_eq!(MessageKey::of("  "), None);
+        assert!(!format!("{a:?}").contains("HBgL"));
+    }
+
+    #[test]
+    fn times_in_either_unit() {
+        let v = |j: &str| serde_json::from_str::<Value>(j).unwrap();
+        assert_eq!(unix_time(Some(&v("1632234645000"))), Some(1632234645.0));
+        assert_eq!(unix_time(Some(&v("1580163342"))), Some(1580163342.0));
+        assert_eq!(unix_time(Some(&v("\"1750030073\""))), Some(1750030073.0));
+        // Z-API's ConnectedCallback example: neither unit.
+        assert_eq!(unix_time(Some(&v("26151515154"))), None);
+        assert_eq!(unix_time(Some(&v("0"))), None);
+        assert_eq!(unix_time(Some(&v("\"soon\""))), None);
+        assert_eq!(unix_time(None), None);
+    }
+
+    #[test]
+    fn known_labels_or_other() {
+        static K: [&str; 2] = ["a", "b"];
+        assert_eq!(known(&K, "b"), "b");
+        assert_eq!(known(&K, "B"), OTHER);
+    }
+}
