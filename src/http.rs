@@ -17,6 +17,38 @@ pub const MAX_BODY: usize = 4 << 20;
 /// The listing of a whole server (every instance with its settings, about 1.5 KiB each on
 /// Evolution API) may be far larger: 64 MiB holds some 40,000 instances.
 pub const MAX_LISTING_BODY: usize = 64 << 20;
+/// Answers up to this size are read without asking the shared budget: with the polls in flight
+/// capped, they add up to little.
+pub const FREE_BODY: usize = 64 << 10;
+/// Bytes of answers larger than [`FREE_BODY`] held in memory at once, over every gateway: six
+/// answers of [`MAX_BODY`]. An answer that needs more waits (within its poll's timeout) until
+/// others are done, so 200 gateways trickling 4 MiB each stay within the shipped memory limit.
+pub const BODY_BUDGET: usize = 24 << 20;
+
+static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BODY_BUDGET);
+
+/// The bytes of a large answer with their share of [`BUDGET`], given back when the last
+/// [`Bytes`] of them is dropped.
+struct Budgeted {
+    bytes: BytesMut,
+    _share: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Waits for `n` bytes of the budget.
+async fn budget(n: usize) -> tokio::sync::SemaphorePermit<'static> {
+    let n = u32::try_from(n.min(MAX_BODY)).unwrap_or(u32::MAX);
+    // The semaphore is never closed.
+    BUDGET
+        .acquire_many(n)
+        .await
+        .expect("the answer budget is never closed")
+}
 
 /// The answer of a gateway, read in full (up to [`MAX_BODY`]).
 #[derive(Debug)]
@@ -113,10 +145,19 @@ async fn send(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
     let too_large = || PollError::InvalidResponse(format!("answer larger than {} MiB", max >> 20));
-    if resp.content_length().is_some_and(|n| n > max as u64) {
+    let declared = resp.content_length();
+    if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
     let mut body = BytesMut::new();
+    // A large answer takes its share of the budget before it is read: all of it at once (its
+    // declared length, else the cap), so that answers never hold part of the budget each while
+    // waiting for the rest.
+    let mut share = None;
+    if let Some(n) = declared.map(|n| n as usize).filter(|n| *n > FREE_BODY) {
+        share = Some(budget(n).await);
+        body.reserve(n);
+    }
     while let Some(chunk) = resp
         .chunk()
         .await
@@ -125,13 +166,29 @@ async fn send(
         if body.len() + chunk.len() > max {
             return Err(too_large());
         }
+        if share.is_none() && body.len() + chunk.len() > FREE_BODY {
+            share = Some(budget(MAX_BODY).await);
+            body.reserve(MAX_BODY - body.len());
+        }
         body.extend_from_slice(&chunk);
     }
+    let body = match share {
+        None => body.freeze(),
+        Some(share) => Bytes::from_owner(Budgeted {
+            bytes: body,
+            _share: share,
+        }),
+    };
     Ok(Answer {
         status,
-        body: body.freeze(),
+        body,
         retry_after,
     })
+}
+
+/// Bytes of the answer budget free now, for tests.
+pub fn budget_available() -> usize {
+    BUDGET.available_permits()
 }
 
 /// `Retry-After` as seconds or an HTTP date; capped at a day so a broken header cannot silence a

@@ -1,7 +1,7 @@
 //! The exporter's own metrics, in a registry this struct owns (no globals), and the rendering of
 //! `/metrics`: the gateway fragments first, then the registry.
 
-use prometheus::{Encoder, Gauge, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Gauge, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::exposition::{self, FamilyDef, Fragment};
 
@@ -11,6 +11,8 @@ pub struct Metrics {
     family_sets: Vec<&'static [FamilyDef]>,
     pub reload_successful: IntGauge,
     pub reload_success_timestamp: Gauge,
+    /// Follows `logging::lines_dropped` at every scrape.
+    log_lines_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -43,6 +45,11 @@ impl Metrics {
         registry.register(Box::new(build_info))?;
         registry.register(Box::new(reload_successful.clone()))?;
         registry.register(Box::new(reload_success_timestamp.clone()))?;
+        let log_lines_dropped = IntCounter::new(
+            "whatsapp_exporter_log_lines_dropped_total",
+            "Log lines not written because their call site repeated too fast (a flood of refused webhooks, failed accepts).",
+        )?;
+        registry.register(Box::new(log_lines_dropped.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(process::Process::new()?))?;
         Ok(Metrics {
@@ -50,6 +57,7 @@ impl Metrics {
             family_sets: crate::providers::family_sets(),
             reload_successful,
             reload_success_timestamp,
+            log_lines_dropped,
         })
     }
 
@@ -87,6 +95,11 @@ impl Metrics {
     }
 
     pub fn render_registry(&self) -> String {
+        let dropped = crate::logging::lines_dropped();
+        let counted = self.log_lines_dropped.get();
+        if dropped > counted {
+            self.log_lines_dropped.inc_by(dropped - counted);
+        }
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for I/O, and the metric families are well formed.
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {

@@ -88,7 +88,7 @@ pub async fn serve(
                     // Out of file descriptors: free one from the connections that wait for
                     // nothing, instead of spinning or waiting for them to time out.
                     let room = is_out_of_fds(&e) && conns.make_room();
-                    tracing::warn!(error = %e, closed_one = room, "accept failed");
+                    crate::logging::warn_limited!(error = %e, closed_one = room, "accept failed");
                     tokio::time::sleep(Duration::from_millis(if room { 5 } else { 50 })).await;
                     continue;
                 }

@@ -202,3 +202,44 @@ async fn a_flood_of_wrong_passwords_leaves_the_scraper_fast() {
     );
     ex.stop().await;
 }
+
+#[tokio::test]
+async fn a_webhook_flood_writes_a_few_log_lines_and_counts_the_rest() {
+    let secret = "flood-secret-0123456789abcdef";
+    let ex = Exporter::start(&format!(
+        "webhooks:\n  plugchat:\n    - account: noisy\n      secret: {secret}\n"
+    ))
+    .await;
+    let url = ex.url(&format!(
+        "/webhooks/plugchat/noisy/receiveMessage?secret={secret}"
+    ));
+    let client = common::client();
+    for i in 0..500 {
+        let r = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(format!("{{\"phone\": \"55{i}\", broken"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+    }
+    let lines = common::logs()
+        .lines()
+        .filter(|l| l.contains("account=noisy") && l.contains("level=warn"))
+        .count();
+    assert!(lines <= 30, "{lines} warn lines for 500 bad webhooks");
+    let m = ex.metrics().await;
+    let dropped = common::sample(&m, "whatsapp_exporter_log_lines_dropped_total", &[]).unwrap();
+    assert!(dropped >= 900.0, "{dropped} lines counted as dropped");
+    // Every webhook is still counted where it belongs.
+    assert_eq!(
+        common::sample(
+            &m,
+            "whatsapp_plugchat_webhooks_rejected_total",
+            &[("account", "noisy"), ("reason", "invalid_json")]
+        ),
+        Some(500.0)
+    );
+    ex.stop().await;
+}

@@ -275,3 +275,81 @@ async fn a_probe_waits_for_a_slot_and_answers_from_the_last_state_when_none_come
     let _ = held.await;
     ex.stop().await;
 }
+
+/// A gateway on 127.0.0.1 that answers every request with a PlugzAPI status padded to
+/// `size` bytes, declared in `Content-Length`, sent 64 KiB every `every`.
+async fn trickle(size: usize, every: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = s.read(&mut head).await;
+                let start =
+                    br#"{"connected":true,"session":true,"smartphoneConnected":true,"pad":""#;
+                let mut body = start.to_vec();
+                body.resize(size - 2, b'x');
+                body.extend_from_slice(b"\"}");
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+                );
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for chunk in body.chunks(64 * 1024) {
+                    if s.write_all(chunk).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn large_answers_share_one_memory_budget_and_all_get_read() {
+    use whatsapp_exporter::http::{budget_available, BODY_BUDGET, MAX_BODY};
+    // Eight gateways answer 4 MiB at once, over about 2 s each: six fit in the budget, the
+    // other two wait for room, and all are read within the timeout.
+    let url = trickle(MAX_BODY, Duration::from_millis(30)).await;
+    let mut yaml = String::from("global:\n  interval: 1h\n  timeout: 20s\ngateways:\n");
+    for i in 0..8 {
+        yaml.push_str(&plugzapi(&format!("huge-{i}"), &url, ""));
+    }
+    let ex = probe_only(&yaml).await;
+    let probes: Vec<_> = (0..8)
+        .map(|i| {
+            let url = ex.url(&format!("/probe?target=huge-{i}"));
+            tokio::spawn(async move {
+                common::client()
+                    .get(url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut lowest = usize::MAX;
+    while !probes.iter().all(|p| p.is_finished()) {
+        lowest = lowest.min(budget_available());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for p in probes {
+        let body = p.await.unwrap();
+        assert_eq!(sample(&body, "whatsapp_up", &[]), Some(1.0), "{body}");
+    }
+    assert!(
+        lowest < MAX_BODY,
+        "the budget was full: at most {} answers at once",
+        BODY_BUDGET / MAX_BODY
+    );
+    assert_eq!(budget_available(), BODY_BUDGET, "every share given back");
+    ex.stop().await;
+}

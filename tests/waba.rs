@@ -708,7 +708,8 @@ async fn wrong_password_is_unauthorized_without_a_login_storm() {
     let elapsed = started.elapsed().as_secs_f64();
     let m = ex.metrics().await;
     let polls = sample(&m, "whatsapp_polls_total", &gw).unwrap();
-    assert!(probes >= 20, "{probes} probes");
+    // Many more probes than the interval allows polls (a loaded machine probes less often).
+    assert!(probes >= 5, "{probes} probes");
     assert!(
         polls >= 1.0 && polls <= (elapsed / 0.9).floor() + 1.0,
         "{polls} polls in {elapsed:.1}s: one per interval, whatever the probes"

@@ -586,7 +586,7 @@ impl Receiver {
         let value = match parse_body(&body) {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(account = %state.name, event = event.name(), error = %crate::json::describe_error(&e), "PlugChat webhook is not JSON");
+                crate::logging::warn_limited!(account = %state.name, event = event.name(), error = %crate::json::describe_error(&e), "PlugChat webhook is not JSON");
                 return self.refuse(state, Rejection::InvalidJson);
             }
         };
@@ -644,7 +644,7 @@ impl Receiver {
                 tracing::debug!(account = %state.name, reason = why.reason(), "PlugChat webhook refused")
             }
             _ => {
-                tracing::warn!(account = %state.name, reason = why.reason(), "PlugChat webhook refused")
+                crate::logging::warn_limited!(account = %state.name, reason = why.reason(), "PlugChat webhook refused")
             }
         }
         why.answer()
