@@ -1012,7 +1012,8 @@ for r in series:
     if any(k.startswith("exported_") for k in m):
         errors.append(f"{m['__name__']}: label renamed: {sorted(k for k in m if k.startswith('exported_'))}")
         break
-    if m.get("gateway") != m.get("instance"):
+    # A server's discovered instances are gateways "<server>/<instance>" of the server's target.
+    if m.get("gateway") != m.get("instance") and not str(m.get("gateway")).startswith(f"{m.get('instance')}/"):
         errors.append(f"{m['__name__']}: gateway {m.get('gateway')!r} vs instance {m.get('instance')!r}")
         break
 # The self-scrape job: the exporter's own metrics, and no per-gateway series (the probe job has them).
