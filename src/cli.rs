@@ -125,6 +125,9 @@ fn telemetry_path(s: &str) -> Result<String, String> {
 pub enum Command {
     /// Point all seven PlugChat webhooks of an account at this exporter.
     PlugchatRegister(crate::webhooks::register::Args),
+    /// Point a gateway's webhooks (Z-API, PlugzAPI, Green API) at this exporter, or print what
+    /// to set in a Meta app (Cloud API).
+    WebhooksRegister(crate::webhooks::gateways::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
     Completions {
         #[arg(value_enum)]

@@ -5,12 +5,13 @@
 //! this task owns the loop, its back-off, and what a notification changes in the gateway.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_seconds;
 use crate::error::PollError;
+use crate::flow_state::Tracker;
 use crate::gateway::Gateway;
 use crate::providers::greenapi::{
     Backoff, Notification, RecentReceipts, Source, Status, WebhookType, DELETE_GRACE,
@@ -19,7 +20,7 @@ use crate::providers::greenapi::{
 use crate::providers::Source as AnySource;
 
 /// Reads the queue of `gw` until `stop`, counting each notification once and deleting it.
-pub async fn consume(gw: Arc<Gateway>, stop: CancellationToken) {
+pub async fn consume(gw: Arc<Gateway>, tracker: Arc<Tracker>, stop: CancellationToken) {
     let AnySource::GreenApi(src) = &gw.source else {
         return;
     };
@@ -42,7 +43,7 @@ pub async fn consume(gw: Arc<Gateway>, stop: CancellationToken) {
             Ok(None) => Ok(MIN_EMPTY_CYCLE.saturating_sub(started.elapsed())),
             Ok(Some(n)) => {
                 if recent.insert(n.receipt_id) {
-                    count(&gw, src, &n);
+                    count(&gw, src, &tracker, &n);
                 }
                 match delete_unless_stopped(src, n.receipt_id, &stop).await {
                     Some(r) => r.map(|()| Duration::ZERO),
@@ -91,23 +92,16 @@ async fn delete_unless_stopped(
     }
 }
 
-fn count(gw: &Gateway, src: &Source, n: &Notification) {
+fn count(gw: &Gateway, src: &Source, tracker: &Tracker, n: &Notification) {
     src.count(n);
     gw.rerender();
+    let now = unix_seconds(SystemTime::now());
+    gw.flow.update(|f| f.apply(&n.event, now, tracker));
+    // A state change older than the last poll is history (the queue keeps 24 h).
     if let (WebhookType::StateInstanceChanged, Some(state)) = (n.kind, n.state) {
-        if is_current(gw, n.timestamp) {
+        if gw.is_current(n.timestamp) {
             gw.push_observation(Box::new(Status { state }));
         }
-    }
-}
-
-/// A state change older than the last poll is history (the queue keeps 24 h): the poll already
-/// saw what came after it. Timestamps are whole seconds, hence the second of slack.
-fn is_current(gw: &Gateway, timestamp: Option<f64>) -> bool {
-    let last_poll = gw.state().last_success.map(unix_seconds);
-    match (timestamp, last_poll) {
-        (Some(ts), Some(polled)) => ts + 1.0 >= polled,
-        _ => true,
     }
 }
 

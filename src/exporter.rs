@@ -13,10 +13,12 @@ use tokio_util::task::TaskTracker;
 use crate::clock::unix_seconds;
 use crate::config::{self, Config};
 use crate::consumer;
+use crate::flow_state::{self, Owner, Tracker};
 use crate::gateway::Gateway;
 use crate::http;
 use crate::metrics;
 use crate::providers;
+use crate::receiver;
 use crate::scheduler;
 use crate::shard::Shard;
 use crate::sync::{lock, read, write};
@@ -69,6 +71,10 @@ pub struct Exporter {
     tracker: TaskTracker,
     stop: CancellationToken,
     pub plugchat: webhooks::plugchat::Receiver,
+    /// Message ids followed from sent to delivered, for every gateway.
+    pub messages: Arc<Tracker>,
+    /// The webhooks of Z-API, Green API and Cloud API gateways.
+    pub receiver: receiver::Receiver,
     reloading: tokio::sync::Mutex<()>,
     /// Reload requests so far, numbered from 1.
     reload_requests: std::sync::atomic::AtomicU64,
@@ -96,7 +102,9 @@ impl Exporter {
         let cfg = source.load()?;
         let metrics =
             metrics::Metrics::new().map_err(|e| StartupError::Other(format!("metrics: {e}")))?;
-        let plugchat = webhooks::plugchat::Receiver::new(&metrics.registry)
+        let messages = Arc::new(Tracker::new(limits(&cfg.message_tracking)));
+        let (receiver, repolls) = receiver::Receiver::new(messages.clone());
+        let plugchat = webhooks::plugchat::Receiver::new(&metrics.registry, messages.clone())
             .map_err(|e| StartupError::Other(format!("metrics: {e}")))?;
         let exporter = Arc::new(Exporter {
             source,
@@ -108,6 +116,8 @@ impl Exporter {
             tracker: TaskTracker::new(),
             stop,
             plugchat,
+            messages: messages.clone(),
+            receiver,
             reloading: tokio::sync::Mutex::new(()),
             reload_requests: std::sync::atomic::AtomicU64::new(0),
             last_reload: Mutex::new((0, Ok(()))),
@@ -116,6 +126,12 @@ impl Exporter {
         exporter
             .apply(cfg)
             .map_err(|e| StartupError::Config(config::ConfigError(vec![e])))?;
+        exporter.tracker.spawn(repoll(
+            repolls,
+            exporter.slots.clone(),
+            exporter.stop.clone(),
+            exporter.tracker.clone(),
+        ));
         Ok(exporter)
     }
 
@@ -176,6 +192,12 @@ impl Exporter {
     fn apply(&self, cfg: Config) -> Result<(), String> {
         let Plan { next, started } = self.plan(cfg.gateways)?;
         self.plugchat.configure(&cfg.plugchat);
+        self.messages.set_limits(limits(&cfg.message_tracking));
+        let cloud_apps = !cfg.cloudapi_apps.is_empty();
+        for gw in &next {
+            activate_flow(gw, cloud_apps);
+        }
+        self.receiver.configure(&next, &cfg.cloudapi_apps);
         self.slots.resize(cfg.global.max_concurrent_polls);
         self.restart_tasks(&next, started);
         *write(&self.gateways) = Arc::new(next);
@@ -248,7 +270,9 @@ impl Exporter {
         }
         if let providers::Source::GreenApi(s) = &gw.source {
             if s.consumes_queue() {
-                self.tracker.spawn(consumer::consume(gw.clone(), stop));
+                let messages = self.messages.clone();
+                self.tracker
+                    .spawn(consumer::consume(gw.clone(), messages, stop));
             }
         }
     }
@@ -269,12 +293,68 @@ impl Exporter {
     /// series come from `/probe` alone, as with blackbox_exporter: `/metrics` is then the
     /// exporter's own, so a self-scrape job never repeats what the probe job collects.
     pub fn render_metrics(&self, gzip: bool) -> Vec<u8> {
-        let fragments: Vec<_> = if self.polling.no_background {
-            Vec::new()
-        } else {
-            self.gateways().iter().map(|g| g.fragment()).collect()
-        };
+        let gateways = self.gateways();
+        let mut fragments = Vec::with_capacity(gateways.len() * 2);
+        if !self.polling.no_background {
+            for g in gateways.iter() {
+                fragments.push(g.fragment());
+                fragments.push(g.flow.fragment());
+            }
+        }
+        fragments.extend(self.plugchat.fragments());
+        fragments.extend(self.receiver.fragments());
         self.metrics.render(&fragments, gzip)
+    }
+}
+
+/// Polls the gateways that pushed events asked to be polled now, through the same single
+/// flight and poll slots as any call.
+async fn repoll(
+    mut rx: tokio::sync::mpsc::Receiver<Arc<Gateway>>,
+    slots: Arc<scheduler::Slots>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let gw = tokio::select! {
+            _ = stop.cancelled() => return,
+            g = rx.recv() => match g {
+                Some(g) => g,
+                None => return,
+            },
+        };
+        let (slots, stop) = (slots.clone(), stop.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = scheduler::call(&gw, &slots, scheduler::Trigger::Push, None) => {}
+            }
+        });
+    }
+}
+
+fn limits(t: &config::MessageTracking) -> flow_state::Limits {
+    flow_state::Limits {
+        max_tracked: t.max_tracked,
+        max_age: t.max_age,
+    }
+}
+
+/// A gateway counts its pushes when it receives webhooks, consumes the Green API queue, or is a
+/// Cloud API number while a Meta app's webhooks are configured.
+fn activate_flow(gw: &Gateway, cloud_apps: bool) {
+    let receives = match &gw.config.settings {
+        config::ProviderConfig::GreenApi(g) => {
+            g.notifications == config::Notifications::Consume || g.webhook_token.is_some()
+        }
+        config::ProviderConfig::CloudApi(_) => cloud_apps,
+        _ => gw.config.webhook_auth().is_some(),
+    };
+    match providers::webhook_spec(gw.config.provider).filter(|_| receives) {
+        Some(spec) => gw.flow.activate(spec, || {
+            Owner::new(crate::shard::stable_hash(gw.name().bytes()))
+        }),
+        None => gw.flow.deactivate(),
     }
 }
 

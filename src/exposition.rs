@@ -108,6 +108,18 @@ families! {
         DiscoveredInstances => "whatsapp_discovered_instances", Gauge, "Instances of the server that are exported as gateways <server>/<instance>; absent while whatsapp_up is 0.";
         DiscoveryOverflow => "whatsapp_discovery_overflow_total", Counter, "Instances of the server left out by max_instances, added at every poll.";
         DiscoverySkipped => "whatsapp_discovery_skipped_instances", Gauge, "Instances of the server left out because their name cannot stand in a label; absent while whatsapp_up is 0.";
+        WebhookEvents => "whatsapp_webhook_events_total", Counter, "Accepted webhook events by event, the provider's own names (other: names not known; unparsed: entries that could not be read).";
+        WebhookRejected => "whatsapp_webhook_rejected_total", Counter, "Refused webhooks by reason.";
+        WebhookLastEvent => "whatsapp_webhook_last_event_timestamp_seconds", Gauge, "Arrival time of the latest accepted webhook event.";
+        WebhookLag => "whatsapp_webhook_lag_seconds", Histogram, "Arrival time minus the provider's own timestamp of the event.";
+        MessageStatuses => "whatsapp_message_status_total", Counter, "Outgoing message statuses pushed, by status.";
+        MessagesReceived => "whatsapp_messages_received_total", Counter, "Incoming messages pushed.";
+        MessageErrors => "whatsapp_message_errors_total", Counter, "Send and delivery errors by code (known codes of the provider, else other).";
+        MessageDelivery => "whatsapp_message_delivery_seconds", Histogram, "Time from sent to delivered (or read, when no delivered came) of the same message.";
+        TrackingEvictions => "whatsapp_message_tracking_evictions_total", Counter, "Message ids dropped from sent-to-delivered tracking, the table being full or the id too old.";
+        CloudQualityEvents => "whatsapp_cloudapi_quality_events_total", Counter, "Cloud API: phone_number_quality_update webhooks by event.";
+        CloudAccountEvents => "whatsapp_cloudapi_account_events_total", Counter, "Cloud API: account_update webhooks by event.";
+        CloudTemplateEvents => "whatsapp_cloudapi_template_events_total", Counter, "Cloud API: message_template_status_update webhooks by event.";
     }
 }
 

@@ -19,6 +19,7 @@ use crate::clock::unix_seconds;
 use crate::config::GatewayConfig;
 use crate::error::{PollError, Reason};
 use crate::exposition::{Family, Fragment, FragmentWriter, SERVER_LABEL};
+use crate::flow_state::Flow;
 use crate::labels::LabelSet;
 use crate::providers::{families, Observation, Source};
 use crate::secret::Scrubber;
@@ -38,6 +39,8 @@ pub struct Gateway {
     state: Mutex<State>,
     /// The series as of the last change; a scrape takes a clone of the `Arc`.
     fragment: Mutex<Arc<Fragment>>,
+    /// What its pushes (webhooks, the Green API queue) said, in the message-flow families.
+    pub flow: Flow,
 }
 
 /// What the polls of a gateway have found so far.
@@ -49,6 +52,9 @@ pub struct State {
     /// The last value of `whatsapp_connected`, kept across failed polls so that flaps are
     /// counted against the last value seen.
     pub last_connected: Option<bool>,
+    /// What a push said of the connection since the last poll; the next poll confirms or
+    /// corrects it.
+    pub pushed_connected: Option<bool>,
     pub connected_changes: u64,
     pub last_duration: Option<Duration>,
     pub last_poll: Option<SystemTime>,
@@ -106,8 +112,23 @@ impl State {
         self.observation.is_some()
     }
 
+    /// `whatsapp_connected`: a push since the last poll, else the last poll; `None` while down.
+    pub fn connected(&self) -> Option<bool> {
+        let polled = self.observation.as_ref()?.connected();
+        Some(self.pushed_connected.unwrap_or(polled))
+    }
+
+    /// Counts a flap when `connected` differs from the last value seen.
+    fn see(&mut self, connected: bool) {
+        if self.last_connected.is_some_and(|c| c != connected) {
+            self.connected_changes += 1;
+        }
+        self.last_connected = Some(connected);
+    }
+
     /// Takes a new observation, counting a flap when `connected` differs from the last value seen.
     fn observe(&mut self, obs: Box<dyn Observation>) {
+        self.pushed_connected = None;
         if let Some(found) = obs.discovered() {
             self.discovery_overflow += found.overflow;
             // Instances the listing no longer has are forgotten, so their series go.
@@ -131,11 +152,7 @@ impl State {
             }
             self.instances = seen;
         } else {
-            let connected = obs.connected();
-            if self.last_connected.is_some_and(|c| c != connected) {
-                self.connected_changes += 1;
-            }
-            self.last_connected = Some(connected);
+            self.see(obs.connected());
         }
         self.observation = Some(obs);
     }
@@ -148,6 +165,10 @@ impl Gateway {
             config.settings.secrets().into_iter().map(|s| s.expose()),
         ));
         let gw = Arc::new(Gateway {
+            flow: Flow::new(&[
+                ("gateway", &config.name),
+                ("provider", config.provider.as_str()),
+            ]),
             config,
             source,
             host,
@@ -177,12 +198,20 @@ impl Gateway {
 
     /// Whether a call due at `due` is to be skipped; `now` is the present.
     pub fn skip(&self, due: Instant, now: Instant) -> Option<Skip> {
+        let interval = self.config.interval;
+        self.skip_within(
+            due,
+            now,
+            interval.saturating_sub(jitter_allowance(interval)),
+        )
+    }
+
+    /// Whether a call due at `due` is to be skipped, calls being at least `gap` apart.
+    pub fn skip_within(&self, due: Instant, now: Instant, gap: Duration) -> Option<Skip> {
         let st = self.state();
         if st.backoff_until.is_some_and(|(until, _)| until > now) {
             return Some(Skip::BackingOff);
         }
-        let interval = self.config.interval;
-        let gap = interval.saturating_sub(jitter_allowance(interval));
         match st.last_call {
             Some(last) if due < last + gap => Some(Skip::Fresh),
             _ => None,
@@ -311,6 +340,24 @@ impl Gateway {
         self.render(&st);
     }
 
+    /// A push that tells the number's connection (a disconnection callback) sets
+    /// `whatsapp_connected` at once, until the next poll; ignored while the gateway is down, and
+    /// when the push is older than the last poll, which saw what came after it.
+    pub fn push_connected(&self, connected: bool, at: Option<f64>) {
+        let mut st = self.state();
+        if !st.up() || !is_current(&st, at) {
+            return;
+        }
+        st.see(connected);
+        st.pushed_connected = Some(connected);
+        self.render(&st);
+    }
+
+    /// Whether a push told at `at` (Unix seconds) is newer than the last successful poll.
+    pub fn is_current(&self, at: Option<f64>) -> bool {
+        is_current(&self.state(), at)
+    }
+
     /// Renders again after a change to series the source keeps itself.
     pub fn rerender(&self) {
         let st = self.state();
@@ -356,8 +403,8 @@ impl Gateway {
         w.gauge_bool(Family::Up, &[], st.up());
         let server = self.config.settings.discovers();
         if !server {
-            if let Some(obs) = &st.observation {
-                w.gauge_bool(Family::Connected, &[], obs.connected());
+            if let Some(c) = st.connected() {
+                w.gauge_bool(Family::Connected, &[], c);
             }
             w.sample(Family::ConnectedChanges, &[], st.connected_changes as f64);
         }
@@ -449,5 +496,14 @@ fn host_of(url: &str) -> String {
             u.port_or_known_default().unwrap_or(0)
         ),
         Err(_) => url.to_string(),
+    }
+}
+
+/// A push older than the last successful poll is history: the poll already saw what came after
+/// it. Provider timestamps are whole seconds, hence the second of slack.
+fn is_current(st: &State, at: Option<f64>) -> bool {
+    match (at, st.last_success.map(unix_seconds)) {
+        (Some(ts), Some(polled)) => ts + 1.0 >= polled,
+        _ => true,
     }
 }

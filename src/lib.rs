@@ -9,13 +9,17 @@
 //!    fixed `reason`), [`exposition`] (the text format and metric families), [`labels`] (closed
 //!    sets of label values, payload strings made fit for labels), [`json`] (lenient readers),
 //!    [`secret`], [`clock`], [`sync`], [`tls`], [`respond`] (plain HTTP answers), [`logging`],
-//!    [`shard`], [`web_config`], [`fdlimit`] (the soft limit of open files raised at start).
+//!    [`shard`], [`web_config`], [`fdlimit`] (the soft limit of open files raised at start),
+//!    [`flow`] (what a pushed event says, the same for every provider), [`flow_state`] (the
+//!    message-flow counters and the sent→delivered table), [`inbound`] (capped webhook bodies,
+//!    secrets compared in constant time).
 //! 2. [`http`]: the shared HTTP client and capped reads of answers.
 //! 3. [`providers`]: one folder per provider, each with its response types and pure `parse`, its
-//!    poll (and login), its series and its demo simulator; and [`webhooks`]: the PlugChat receiver
-//!    and the command that registers it.
+//!    poll (and login), its series, its pure webhook parser and its demo simulator; and
+//!    [`webhooks`]: the PlugChat receiver and the command that registers webhooks.
 //! 4. The runtime: [`gateway`] (a configured gateway's state and rendered series), [`scheduler`]
-//!    (one poll schedule per gateway), [`consumer`] (the Green API queue), [`metrics`] (the
+//!    (one poll schedule per gateway), [`consumer`] (the Green API queue), [`receiver`] (every
+//!    polled provider's webhooks, routed, authenticated and counted), [`metrics`] (the
 //!    exporter's own registry and `/metrics`), [`exporter`] (all of it, reloadable).
 //! 5. The edge: [`server`], [`probe`] and [`status_page`] (the HTTP endpoints), [`conns`] (the
 //!    server's connections, admitted so that a flood cannot keep a scrape out), [`demo`]
@@ -34,8 +38,10 @@ pub mod exporter;
 pub mod exposition;
 pub mod fdlimit;
 pub mod flow;
+pub mod flow_state;
 pub mod gateway;
 pub mod http;
+pub mod inbound;
 pub mod json;
 pub mod labels;
 pub mod logging;
@@ -43,6 +49,7 @@ pub mod metrics;
 pub mod probe;
 pub mod provider;
 pub mod providers;
+pub mod receiver;
 pub mod respond;
 pub mod scheduler;
 pub mod secret;

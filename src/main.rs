@@ -71,8 +71,14 @@ fn check_config(path: &std::path::Path, no_secrets: bool) -> ExitCode {
 
 /// The register command, or the exporter until SIGINT/SIGTERM.
 async fn run(cli: Cli) -> Result<(), String> {
-    if let Some(Command::PlugchatRegister(args)) = cli.command {
-        return webhooks::register::run(&cli.config_file, args).await;
+    match cli.command {
+        Some(Command::PlugchatRegister(args)) => {
+            return webhooks::register::run(&cli.config_file, args).await
+        }
+        Some(Command::WebhooksRegister(args)) => {
+            return webhooks::gateways::run(&cli.config_file, args).await
+        }
+        _ => {}
     }
     let config = if cli.demo {
         let demo = demo::start().await;

@@ -78,12 +78,14 @@ pub async fn handle(ex: &Exporter, query: Option<&str>, headers: &HeaderMap) -> 
     text(StatusCode::OK, &report)
 }
 
+/// The gateway's series: its poll's and its pushes' (message flow), so that a probe job holds
+/// everything about the gateway under the same `job` and `instance`, as alerts join them.
 fn series(gw: &Gateway) -> Vec<u8> {
-    let frag = gw.fragment();
-    let mut out = Vec::with_capacity(frag.text_len() + 2048);
+    let frags = [gw.fragment(), gw.flow.fragment()];
+    let mut out = Vec::with_capacity(frags.iter().map(|f| f.text_len()).sum::<usize>() + 2048);
     let own = crate::providers::families(gw.config.provider);
     // Writing into a Vec cannot fail.
-    let _ = exposition::render(&mut out, &[own], std::iter::once(&*frag));
+    let _ = exposition::render(&mut out, &[own], frags.iter().map(|f| &**f));
     out
 }
 

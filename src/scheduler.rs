@@ -145,7 +145,14 @@ pub enum Trigger {
     Schedule { due: Instant, next: Instant },
     /// `/probe`, now.
     Probe,
+    /// A pushed event (a quality or account change) asks for a poll now: it waits no interval,
+    /// only [`PUSH_REPOLL_GAP`] since the last call, so replayed or repeated pushes cannot turn
+    /// into a stream of calls.
+    Push,
 }
+
+/// The least time between a call and a re-poll asked by a push.
+pub const PUSH_REPOLL_GAP: Duration = Duration::from_secs(10);
 
 /// What came of asking for a call.
 #[derive(Debug)]
@@ -173,9 +180,13 @@ pub async fn call(
     let now = Instant::now();
     let (due, next) = match trigger {
         Trigger::Schedule { due, next } => (due, Some(next)),
-        Trigger::Probe => (now, None),
+        Trigger::Probe | Trigger::Push => (now, None),
     };
-    if let Some(skip) = gw.skip(due, now) {
+    let skip = match trigger {
+        Trigger::Push => gw.skip_within(due, now, PUSH_REPOLL_GAP),
+        _ => gw.skip(due, now),
+    };
+    if let Some(skip) = skip {
         return Outcome::Skipped(skip);
     }
     let trust = {

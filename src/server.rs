@@ -205,8 +205,9 @@ async fn handle(
 }
 
 /// Basic auth, when configured, guards every endpoint but the webhooks, which carry their own
-/// secret because PlugChat cannot send credentials. While credentials never seen before wait for
-/// their bcrypt check, the connection may be closed to make room for another.
+/// secret or signature because the providers cannot send these credentials. While credentials
+/// never seen before wait for their bcrypt check, the connection may be closed to make room for
+/// another.
 async fn authorised(web: &WebConfig, req: &Request<Incoming>, conn: (&Conns, &ConnState)) -> bool {
     let Some(auth) = &web.auth else { return true };
     if req.uri().path().starts_with("/webhooks/") {
@@ -258,6 +259,7 @@ async fn route(ex: Arc<Exporter>, endpoints: &Endpoints, req: Request<Incoming>)
         "/probe" | "/" | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
         _ if telemetry => method_not_allowed("GET, HEAD"),
         p if p.starts_with("/webhooks/plugchat/") => ex.plugchat.handle(req).await,
+        p if p.starts_with(crate::receiver::PATH_PREFIX) => ex.receiver.handle(req).await,
         _ => text(StatusCode::NOT_FOUND, "Not Found\n"),
     }
 }

@@ -17,11 +17,15 @@ pub fn render(ex: &Exporter) -> String {
             (_, true) => ("ok", "up"),
             (_, false) => ("bad", "down"),
         };
-        let connected = match &st.observation {
+        let server = st
+            .observation
+            .as_ref()
+            .is_some_and(|o| o.discovered().is_some());
+        let connected = match st.connected() {
             // A server is no number: its summary counts its connected instances.
-            Some(o) if o.discovered().is_some() => "",
-            Some(o) if o.connected() => "connected",
-            Some(_) => "disconnected",
+            Some(_) if server => "",
+            Some(true) => "connected",
+            Some(false) => "disconnected",
             None => "",
         };
         let summary = st
@@ -52,6 +56,7 @@ pub fn render(ex: &Exporter) -> String {
         );
     }
     let accounts = ex.plugchat.summary();
+    let pushes = pushes_html(ex, now);
     format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -74,12 +79,47 @@ td{{display:block;border:none}}td[data-label]::before{{content:attr(data-label)"
 <th>Last poll</th><th>Last success</th><th>Polls</th><th>Last error</th><th></th></tr></thead>
 <tbody>
 {rows}</tbody></table>
+{pushes}
 {accounts}
 </body></html>
 "#,
         count = gateways.len(),
         version = env!("CARGO_PKG_VERSION"),
         accounts = accounts_html(&accounts),
+    )
+}
+
+/// The gateways that receive pushes and the Meta apps: events accepted and refused, and the age
+/// of the latest, with nothing of the events themselves.
+fn pushes_html(ex: &Exporter, now: SystemTime) -> String {
+    let mut rows = String::new();
+    for gw in ex.gateways().iter() {
+        let Some((events, rejected, last)) = gw
+            .flow
+            .read(|f| (f.events_total(), f.rejected_total(), f.last_event()))
+        else {
+            continue;
+        };
+        let last = last.map(|t| std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t));
+        let _ = writeln!(
+            rows,
+            "<tr><td data-label=\"Gateway\">{}</td><td data-label=\"Events\">{events}</td><td data-label=\"Rejected\">{rejected}</td><td data-label=\"Last event\">{}</td></tr>",
+            escape(gw.name()),
+            ago(last, now)
+        );
+    }
+    for (app, events, rejected) in ex.receiver.summary() {
+        let _ = writeln!(
+            rows,
+            "<tr><td data-label=\"Gateway\">Meta app {} (not routed to a gateway)</td><td data-label=\"Events\">{events}</td><td data-label=\"Rejected\">{rejected}</td><td data-label=\"Last event\"></td></tr>",
+            escape(&app)
+        );
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<h2>Pushes</h2>\n<table id=\"pushes\"><thead><tr><th>Gateway</th><th>Events</th><th>Rejected</th><th>Last event</th></tr></thead><tbody>\n{rows}</tbody></table>"
     )
 }
 

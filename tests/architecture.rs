@@ -29,13 +29,22 @@ const LAYERS: &[(&str, &[&str])] = &[
             "web_config",
             "fdlimit",
             "flow",
+            "flow_state",
+            "inbound",
         ],
     ),
     ("http", &["http"]),
     ("providers", &["providers", "webhooks"]),
     (
         "runtime",
-        &["gateway", "scheduler", "consumer", "metrics", "exporter"],
+        &[
+            "gateway",
+            "scheduler",
+            "consumer",
+            "receiver",
+            "metrics",
+            "exporter",
+        ],
     ),
     (
         "edge",

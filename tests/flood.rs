@@ -236,8 +236,12 @@ async fn a_webhook_flood_writes_a_few_log_lines_and_counts_the_rest() {
     assert_eq!(
         common::sample(
             &m,
-            "whatsapp_plugchat_webhooks_rejected_total",
-            &[("account", "noisy"), ("reason", "invalid_json")]
+            "whatsapp_webhook_rejected_total",
+            &[
+                ("gateway", "noisy"),
+                ("provider", "plugchat"),
+                ("reason", "invalid_json")
+            ]
         ),
         Some(500.0)
     );

@@ -198,22 +198,19 @@ fn config(url: &str, name: &str, extra: &str) -> String {
 
 const CONSUME: &str = "    notifications: consume\n";
 
+/// Notifications are counted in the message-flow families every provider shares.
 fn count(m: &str, gw: &str, webhook_type: &str) -> Option<f64> {
     sample(
         m,
-        "whatsapp_greenapi_notifications_total",
-        &[("gateway", gw), ("webhook_type", webhook_type)],
+        "whatsapp_webhook_events_total",
+        &[("gateway", gw), ("event", webhook_type)],
     )
 }
 
 fn total(m: &str, gw: &str) -> f64 {
-    samples(
-        m,
-        "whatsapp_greenapi_notifications_total",
-        &[("gateway", gw)],
-    )
-    .iter()
-    .sum()
+    samples(m, "whatsapp_webhook_events_total", &[("gateway", gw)])
+        .iter()
+        .sum()
 }
 
 fn state(m: &str, gw: &str, s: &str) -> Option<f64> {
@@ -316,8 +313,8 @@ async fn without_consume_the_queue_is_never_touched() {
     assert!(requests_to(&mock, "deleteNotification").is_empty());
     assert!(api.receives().is_empty());
     assert_eq!(api.queued(), 3, "the queue belongs to someone else");
-    assert!(!m.contains("whatsapp_greenapi_notifications_total"));
-    assert!(!m.contains("whatsapp_greenapi_message_status_total"));
+    assert!(!m.contains("whatsapp_webhook_events_total"));
+    assert!(!m.contains("whatsapp_message_status_total"));
     assert!(!m.contains("whatsapp_greenapi_notification_delay_seconds"));
     ex.stop().await;
 }
@@ -371,7 +368,10 @@ async fn every_notification_type_and_status_is_counted_exactly() {
     let ex = Exporter::start(&config(&mock.url(), "support", CONSUME)).await;
     let m = ex
         .wait_for(15, |m| {
-            total(m, "support") >= expected as f64 && api.queued() == 0
+            // The queue's own series come with the first poll; the message-flow ones at once.
+            total(m, "support") >= expected as f64
+                && api.queued() == 0
+                && m.contains("whatsapp_greenapi_notification_delay_seconds_count")
         })
         .await;
     assert_eq!(total(&m, "support"), expected as f64);
@@ -384,21 +384,38 @@ async fn every_notification_type_and_status_is_counted_exactly() {
     }
     assert_eq!(count(&m, "support", "other"), Some(2.0));
     assert!(!m.contains("somethingNew"), "unknown types are `other`");
-    for status in STATUSES {
+    // noAccount, notInGroup and yellowCard are failures, told apart by their code.
+    for (status, n) in [
+        ("sent", 1.0),
+        ("delivered", 1.0),
+        ("read", 1.0),
+        ("failed", 4.0),
+    ] {
         assert_eq!(
             sample(
                 &m,
-                "whatsapp_greenapi_message_status_total",
+                "whatsapp_message_status_total",
                 &[("gateway", "support"), ("status", status)]
             ),
-            Some(1.0),
+            Some(n),
             "{status}"
+        );
+    }
+    for code in ["noAccount", "notInGroup", "yellowCard", "other"] {
+        assert_eq!(
+            sample(
+                &m,
+                "whatsapp_message_errors_total",
+                &[("gateway", "support"), ("code", code)]
+            ),
+            Some(1.0),
+            "{code}"
         );
     }
     assert_eq!(
         sample(
             &m,
-            "whatsapp_greenapi_message_status_total",
+            "whatsapp_message_status_total",
             &[("gateway", "support"), ("status", "other")]
         ),
         Some(1.0),
@@ -482,23 +499,26 @@ async fn an_empty_queue_is_long_polled_not_hammered() {
     let ex = Exporter::start(&config(&mock.url(), "support", CONSUME)).await;
     // Every series exists at 0 as soon as the consumer runs, so rate() works from the start.
     let m = ex
-        .wait_for(5, |m| count(m, "support", "quotaExceeded") == Some(0.0))
+        .wait_for(5, |m| {
+            count(m, "support", "quotaExceeded") == Some(0.0)
+                && m.contains("whatsapp_greenapi_notification_delay_seconds_count")
+        })
         .await;
     assert_eq!(
         samples(
             &m,
-            "whatsapp_greenapi_notifications_total",
+            "whatsapp_webhook_events_total",
             &[("gateway", "support")]
         ),
-        vec![0.0; 11]
+        vec![0.0; 15]
     );
     assert_eq!(
         samples(
             &m,
-            "whatsapp_greenapi_message_status_total",
+            "whatsapp_message_status_total",
             &[("gateway", "support")]
         ),
-        vec![0.0; 8]
+        vec![0.0; 6]
     );
     assert_eq!(
         sample(
@@ -702,7 +722,7 @@ async fn private_data_never_leaves() {
     assert_eq!(
         sample(
             &m,
-            "whatsapp_greenapi_message_status_total",
+            "whatsapp_message_status_total",
             &[("gateway", "support"), ("status", "other")]
         ),
         Some(1.0)

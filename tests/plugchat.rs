@@ -226,20 +226,35 @@ fn store(labels: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static
     l
 }
 
+/// PlugChat's webhooks are counted in the message-flow families every provider shares.
 fn webhooks(m: &str, account: &str, event: &str) -> Option<f64> {
     sample(
         m,
-        "whatsapp_plugchat_webhooks_total",
-        &[("account", account), ("event", event)],
+        "whatsapp_webhook_events_total",
+        &[
+            ("gateway", account),
+            ("provider", "plugchat"),
+            ("event", event),
+        ],
     )
 }
 
 fn rejected(m: &str, account: &str, reason: &str) -> Option<f64> {
     sample(
         m,
-        "whatsapp_plugchat_webhooks_rejected_total",
-        &[("account", account), ("reason", reason)],
+        "whatsapp_webhook_rejected_total",
+        &[
+            ("gateway", account),
+            ("provider", "plugchat"),
+            ("reason", reason),
+        ],
     )
+}
+
+fn flow(labels: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut l = vec![("gateway", "store"), ("provider", "plugchat")];
+    l.extend_from_slice(labels);
+    l
 }
 
 const DEPT: (&str, &str) = ("department", "Nome do departamento");
@@ -285,7 +300,7 @@ async fn every_event_starts_at_zero() {
             "no disconnection seen yet"
         );
     }
-    assert_eq!(rejected(&m, "", "unknown_account"), Some(0.0));
+    assert_eq!(rejected(&m, "", "unknown_gateway"), Some(0.0));
     ex.stop().await;
 }
 
@@ -332,11 +347,9 @@ async fn seed_finish_attendance_becomes_metrics() {
         Some(0.0)
     );
     // The chat transcript of an attendance is not a status change.
-    assert!(
-        samples(&m, "whatsapp_plugchat_message_status_total", &store(&[]))
-            .iter()
-            .all(|v| *v == 0.0)
-    );
+    assert!(samples(&m, "whatsapp_message_status_total", &flow(&[]))
+        .iter()
+        .all(|v| *v == 0.0));
 
     assert_eq!(
         post(
@@ -506,20 +519,25 @@ async fn message_events_become_metrics() {
     p("messageDeliveryError", r#"{"phone":"554499999999","messageId":"A20D","error":"Phone number does not exist","zaapId":"A20D","momment":1777494091684,"type":"DeliveryCallback"}"#).await;
     p("messageDeliveryError", "").await;
     let m = ex.metrics().await;
-    let status = |s: &'static str| {
-        sample(
-            &m,
-            "whatsapp_plugchat_message_status_total",
-            &store(&[("status", s)]),
-        )
-    };
+    let status =
+        |s: &'static str| sample(&m, "whatsapp_message_status_total", &flow(&[("status", s)]));
+    // The statuses every provider shares: Z-API's RECEIVED is delivery to the phone, and
+    // READ_BY_ME (an incoming message read here) no outgoing status.
     assert_eq!(status("read"), Some(3.0));
     assert_eq!(status("played"), Some(1.0));
-    assert_eq!(status("delivered"), Some(1.0));
-    assert_eq!(status("other"), Some(1.0));
-    assert_eq!(status("read_by_me"), Some(1.0));
+    assert_eq!(status("delivered"), Some(3.0));
+    assert_eq!(status("other"), Some(2.0));
     assert_eq!(status("sent"), Some(2.0));
-    assert_eq!(status("received"), Some(2.0));
+    assert_eq!(status("failed"), Some(2.0));
+    assert_eq!(status("read_by_me"), None);
+    let code = |c: &'static str| sample(&m, "whatsapp_message_errors_total", &flow(&[("code", c)]));
+    assert_eq!(code("invalid_number"), Some(1.0));
+    assert_eq!(code("other"), Some(1.0), "an empty messageDeliveryError");
+    assert_eq!(code("SHADOW_BAN"), Some(0.0));
+    assert_eq!(
+        sample(&m, "whatsapp_messages_received_total", &flow(&[])),
+        Some(1.0)
+    );
     assert_eq!(webhooks(&m, "store", "messageStatus"), Some(7.0));
     assert_eq!(webhooks(&m, "store", "receiveMessage"), Some(1.0));
     assert_eq!(webhooks(&m, "store", "sendingMessage"), Some(1.0));
@@ -777,7 +795,7 @@ async fn rejections_are_answered_and_counted() {
     assert_eq!(raw(ex.addr(), &head, &max, false).await, 200);
 
     let m = ex.metrics().await;
-    assert_eq!(rejected(&m, "", "unknown_account"), Some(1.0));
+    assert_eq!(rejected(&m, "", "unknown_gateway"), Some(1.0));
     assert!(!m.contains("nosuchaccount"));
     assert_eq!(rejected(&m, "store", "unauthorized"), Some(6.0));
     assert_eq!(rejected(&m, "store", "method_not_allowed"), Some(2.0));
@@ -788,8 +806,8 @@ async fn rejections_are_answered_and_counted() {
     assert_eq!(webhooks(&m, "store", "receiveMessage"), Some(4.0));
     assert!(samples(
         &m,
-        "whatsapp_plugchat_webhooks_rejected_total",
-        &[("account", "branch")]
+        "whatsapp_webhook_rejected_total",
+        &[("gateway", "branch"), ("provider", "plugchat")]
     )
     .iter()
     .all(|v| *v == 0.0));
@@ -861,8 +879,8 @@ async fn a_burst_is_counted_exactly() {
     let sum = |account| -> f64 {
         samples(
             &m,
-            "whatsapp_plugchat_webhooks_total",
-            &[("account", account)],
+            "whatsapp_webhook_events_total",
+            &[("gateway", account), ("provider", "plugchat")],
         )
         .iter()
         .sum()
@@ -880,8 +898,8 @@ async fn a_burst_is_counted_exactly() {
     );
     let read: f64 = samples(
         &m,
-        "whatsapp_plugchat_message_status_total",
-        &[("status", "read")],
+        "whatsapp_message_status_total",
+        &[("provider", "plugchat"), ("status", "read")],
     )
     .iter()
     .sum();
@@ -1180,8 +1198,8 @@ async fn reload_removes_accounts_and_keeps_the_others() {
     );
     let m = ex.metrics().await;
     assert_eq!(rejected(&m, "store", "unauthorized"), Some(1.0));
-    assert_eq!(rejected(&m, "", "unknown_account"), Some(1.0));
-    assert!(!m.contains("account=\"branch\""));
+    assert_eq!(rejected(&m, "", "unknown_gateway"), Some(1.0));
+    assert!(!m.contains("account=\"branch\"") && !m.contains("gateway=\"branch\""));
 
     // Back again: from zero.
     ex.write_config(&config(&[("store", ROTATED), ("branch", BRANCH_SECRET)]));
@@ -1261,8 +1279,8 @@ async fn demo_posts_all_seven_events() {
             assert!(!m.contains("Cliente Demo") && !m.contains("demo-plugchat-secret"));
             let rejected: f64 = samples(
                 &m,
-                "whatsapp_plugchat_webhooks_rejected_total",
-                &[("account", "demo")],
+                "whatsapp_webhook_rejected_total",
+                &[("gateway", "demo"), ("provider", "plugchat")],
             )
             .iter()
             .sum();

@@ -86,12 +86,19 @@ impl ProviderConfig {
     /// Every secret of the gateway, for scrubbing them out of anything that is printed.
     pub fn secrets(&self) -> Vec<&Secret> {
         match self {
-            ProviderConfig::Zapi(c) => [Some(&c.token), c.client_token.as_ref()]
+            ProviderConfig::Zapi(c) => [
+                Some(&c.token),
+                c.client_token.as_ref(),
+                c.webhook_secret.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            ProviderConfig::Waba(c) => vec![c.auth.secret()],
+            ProviderConfig::GreenApi(c) => [Some(&c.token), c.webhook_token.as_ref()]
                 .into_iter()
                 .flatten()
                 .collect(),
-            ProviderConfig::Waba(c) => vec![c.auth.secret()],
-            ProviderConfig::GreenApi(c) => vec![&c.token],
             ProviderConfig::CloudApi(c) => vec![&c.token],
             ProviderConfig::Evolution(c) => vec![&c.token],
             ProviderConfig::Waha(c) => c.token.iter().collect(),
@@ -103,6 +110,27 @@ impl GatewayConfig {
     pub fn tls(&self) -> &TlsConfig {
         self.settings.tls()
     }
+
+    /// How the gateway's webhooks authenticate, when it receives them at `/webhooks/<name>`.
+    pub fn webhook_auth(&self) -> Option<WebhookAuth<'_>> {
+        match &self.settings {
+            ProviderConfig::Zapi(c) => c.webhook_secret.as_ref().map(WebhookAuth::UrlSecret),
+            ProviderConfig::GreenApi(c) => c.webhook_token.as_ref().map(WebhookAuth::Bearer),
+            ProviderConfig::Waba(_)
+            | ProviderConfig::CloudApi(_)
+            | ProviderConfig::Evolution(_)
+            | ProviderConfig::Waha(_) => None,
+        }
+    }
+}
+
+/// The authentication of a gateway's webhooks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WebhookAuth<'a> {
+    /// `?secret=S` in the URL (Z-API signs nothing).
+    UrlSecret(&'a Secret),
+    /// `Authorization: Bearer <token>` (Green API's webhookUrlToken).
+    Bearer(&'a Secret),
 }
 
 /// The keys every gateway has.

@@ -14,6 +14,15 @@ pub struct GreenApiConfig {
     pub token: Secret,
     pub notifications: Notifications,
     pub tls: TlsConfig,
+    /// `webhooks.token`: the `webhookUrlToken` Green API sends as `Authorization: Bearer`.
+    pub webhook_token: Option<Secret>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHooks {
+    token: Option<String>,
+    token_file: Option<PathBuf>,
 }
 
 /// Whether the exporter reads (and deletes) the instance's notification queue.
@@ -33,6 +42,7 @@ pub(super) struct Raw {
     token_file: Option<PathBuf>,
     notifications: Option<Notifications>,
     tls: Option<TlsConfig>,
+    webhooks: Option<RawHooks>,
 }
 
 impl Raw {
@@ -40,11 +50,24 @@ impl Raw {
         let token = ctx.secret("token", self.token, self.token_file, env);
         let instance = ctx.required_id("instance", self.instance, Provider::GreenApi);
         let token = ctx.required_secret("token", token, Provider::GreenApi);
+        let notifications = self.notifications.unwrap_or_default();
+        let webhook_token = match self.webhooks {
+            Some(_) if notifications == Notifications::Consume => {
+                ctx.err(
+                    "webhooks",
+                    "cannot be set with notifications: consume: Green API stops the notification queue while a webhook URL is set; keep one of them",
+                );
+                return None;
+            }
+            Some(h) => Some(ctx.webhook_secret("webhooks.token", h.token, h.token_file, env)?),
+            None => None,
+        };
         Some(GreenApiConfig {
             instance: instance?,
             token: token?,
-            notifications: self.notifications.unwrap_or_default(),
+            notifications,
             tls: self.tls.unwrap_or_default(),
+            webhook_token,
         })
     }
 }

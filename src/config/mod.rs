@@ -29,7 +29,7 @@ pub use discovery::{
 };
 pub use gateway::{
     CloudApiConfig, EvolutionConfig, GatewayConfig, GreenApiConfig, Notifications, ProviderConfig,
-    TlsConfig, WabaAuth, WabaConfig, WahaConfig, ZapiConfig,
+    TlsConfig, WabaAuth, WabaConfig, WahaConfig, WebhookAuth, ZapiConfig,
 };
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -55,7 +55,46 @@ pub struct Config {
     pub global: Global,
     pub gateways: Vec<GatewayConfig>,
     pub plugchat: Vec<PlugChatAccount>,
+    /// `webhooks.cloudapi`: one receiver per Meta app.
+    pub cloudapi_apps: Vec<CloudApiApp>,
+    pub message_tracking: MessageTracking,
 }
+
+/// A Meta app whose webhooks arrive at `/webhooks/cloudapi/<app>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudApiApp {
+    pub app: String,
+    /// Signs every POST (`X-Hub-Signature-256`).
+    pub app_secret: Secret,
+    /// Answers the verification handshake.
+    pub verify_token: Secret,
+}
+
+/// `webhooks.message_tracking`: the ids followed from sent to delivered, for every gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageTracking {
+    /// 0 turns the tracking off.
+    pub max_tracked: usize,
+    pub max_age: Duration,
+}
+
+impl Default for MessageTracking {
+    fn default() -> Self {
+        MessageTracking {
+            max_tracked: DEFAULT_MAX_TRACKED,
+            max_age: DEFAULT_MAX_AGE,
+        }
+    }
+}
+
+pub const DEFAULT_MAX_TRACKED: usize = 100_000;
+/// At about 40 bytes an id, 10 million is some 400 MB: more is a mistake.
+pub const MAX_MAX_TRACKED: usize = 10_000_000;
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Meta retries for 36 hours; a week is far beyond any status.
+pub const MAX_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Secrets that the exporter asks users to choose (a URL secret, a bearer token).
+pub const MIN_WEBHOOK_SECRET: usize = 16;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Global {
@@ -192,6 +231,27 @@ struct RawGlobal {
 struct RawWebhooks {
     #[serde(default)]
     plugchat: Vec<serde_yaml_ng::Value>,
+    #[serde(default)]
+    cloudapi: Vec<serde_yaml_ng::Value>,
+    #[serde(default)]
+    message_tracking: Option<RawTracking>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTracking {
+    max_tracked: Option<usize>,
+    max_age: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloudApiApp {
+    app: String,
+    app_secret: Option<String>,
+    app_secret_file: Option<PathBuf>,
+    verify_token: Option<String>,
+    verify_token_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -261,10 +321,12 @@ pub fn parse_with(text: &str, env: Env, secrets: Secrets) -> Result<Config, Conf
         errors.append(&mut ctx.errors);
     }
 
+    let hooks = raw.webhooks.unwrap_or_default();
+    let cloudapi_apps = parse_cloudapi_apps(hooks.cloudapi, env, secrets, &mut errors);
+    let message_tracking = parse_tracking(hooks.message_tracking, &mut errors);
     let mut plugchat = Vec::new();
     let mut accounts = HashSet::new();
-    let hooks = raw.webhooks.unwrap_or_default().plugchat;
-    for (i, value) in hooks.into_iter().enumerate() {
+    for (i, value) in hooks.plugchat.into_iter().enumerate() {
         let mut ctx = Ctx::named("webhooks.plugchat", i, &value, "account", secrets);
         if let Some(name) = value.get("account").and_then(|v| v.as_str()) {
             if !accounts.insert(name.to_string()) {
@@ -282,10 +344,86 @@ pub fn parse_with(text: &str, env: Env, secrets: Secrets) -> Result<Config, Conf
             global,
             gateways,
             plugchat,
+            cloudapi_apps,
+            message_tracking,
         })
     } else {
         Err(ConfigError(errors))
     }
+}
+
+fn parse_cloudapi_apps(
+    values: Vec<serde_yaml_ng::Value>,
+    env: Env,
+    secrets: Secrets,
+    errors: &mut Vec<String>,
+) -> Vec<CloudApiApp> {
+    let mut apps = Vec::new();
+    let mut names = HashSet::new();
+    for (i, value) in values.into_iter().enumerate() {
+        let mut ctx = Ctx::named("webhooks.cloudapi", i, &value, "app", secrets);
+        if let Some(name) = value.get("app").and_then(|v| v.as_str()) {
+            if !names.insert(name.to_string()) {
+                ctx.err("app", format!("duplicate app {name:?}"));
+            }
+        }
+        match serde_yaml_ng::from_value::<RawCloudApiApp>(value) {
+            Err(e) => ctx.whole(describe_yaml_error(&e)),
+            Ok(raw) => {
+                if !is_label_safe_name(&raw.app) {
+                    ctx.err("app", "must match [A-Za-z0-9_.-]+");
+                }
+                let secret = ctx.secret("app_secret", raw.app_secret, raw.app_secret_file, env);
+                let verify =
+                    ctx.secret("verify_token", raw.verify_token, raw.verify_token_file, env);
+                let why = [
+                    ("app_secret", "signs every webhook: copy it from the Meta app's Basic settings"),
+                    ("verify_token", "answers Meta's verification handshake: choose one and set it in the app's WhatsApp configuration too"),
+                ];
+                for ((key, reason), given) in why.iter().zip([secret.is_some(), verify.is_some()]) {
+                    if !given && !ctx.failed.contains(*key) {
+                        ctx.err(key, format!("is required: it {reason}"));
+                    }
+                }
+                if let (Some(app_secret), Some(verify_token), true) =
+                    (secret, verify, ctx.errors.is_empty())
+                {
+                    apps.push(CloudApiApp {
+                        app: raw.app,
+                        app_secret,
+                        verify_token,
+                    });
+                }
+            }
+        }
+        errors.append(&mut ctx.errors);
+    }
+    apps
+}
+
+fn parse_tracking(raw: Option<RawTracking>, errors: &mut Vec<String>) -> MessageTracking {
+    let mut t = MessageTracking::default();
+    let Some(raw) = raw else { return t };
+    if let Some(n) = raw.max_tracked {
+        if n > MAX_MAX_TRACKED {
+            errors.push(format!(
+                "webhooks.message_tracking: max_tracked: {n} is more than {MAX_MAX_TRACKED} (about 40 bytes each)"
+            ));
+        } else {
+            t.max_tracked = n;
+        }
+    }
+    if let Some(age) = raw.max_age {
+        match parse_duration(&age) {
+            Ok(d) if d > MAX_MAX_AGE => errors.push(format!(
+                "webhooks.message_tracking: max_age: {} is longer than 7 days",
+                humantime::format_duration(d)
+            )),
+            Ok(d) => t.max_age = d,
+            Err(e) => errors.push(format!("webhooks.message_tracking: max_age: {e}")),
+        }
+    }
+    t
 }
 
 fn parse_global(raw: RawGlobal, errors: &mut Vec<String>) -> Global {
@@ -358,6 +496,34 @@ impl Ctx {
         self.failed
             .insert(key.trim_end_matches("_file").to_string());
         self.errors.push(format!("{}: {key}: {msg}", self.prefix));
+    }
+
+    /// A secret the exporter asks the user to choose for a webhook: required once the block is
+    /// there, and long enough not to be guessed.
+    fn webhook_secret(
+        &mut self,
+        key: &str,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+        env: Env,
+    ) -> Option<Secret> {
+        let s = self.secret(key, inline, file, env);
+        match s {
+            None if !self.failed.contains(key) => {
+                self.err(key, format!("is required with webhooks (or {key}_file)"));
+                None
+            }
+            Some(s) if s.expose().len() < MIN_WEBHOOK_SECRET => {
+                self.err(
+                    key,
+                    format!(
+                        "is shorter than {MIN_WEBHOOK_SECRET} characters: use a long random string"
+                    ),
+                );
+                None
+            }
+            s => s,
+        }
     }
 
     fn whole(&mut self, msg: impl fmt::Display) {
@@ -993,6 +1159,80 @@ gateways:
         );
         let errs = errors("global:\n  max_concurrent_polls: 18446744073709551615\n");
         assert!(errs[0].contains("at most"), "{errs:?}");
+    }
+
+    #[test]
+    fn webhook_keys() {
+        let cfg = parse(
+            r#"
+gateways:
+  - name: z
+    provider: zapi
+    instance: X
+    token: t
+    webhooks: {secret: 0123456789abcdef0123}
+  - name: g
+    provider: greenapi
+    instance: "1"
+    token: t
+    webhooks: {token: 0123456789abcdef0123}
+webhooks:
+  cloudapi:
+    - app: main
+      app_secret: s
+      verify_token: v
+  message_tracking: {max_tracked: 5000, max_age: 2h}
+"#,
+            &env,
+        )
+        .unwrap();
+        assert!(cfg.gateways[0].webhook_auth().is_some());
+        assert!(matches!(
+            cfg.gateways[1].webhook_auth(),
+            Some(WebhookAuth::Bearer(_))
+        ));
+        assert_eq!(cfg.gateways[1].settings.secrets().len(), 2, "scrubbed too");
+        assert_eq!(cfg.cloudapi_apps[0].app, "main");
+        assert_eq!(
+            cfg.message_tracking,
+            MessageTracking {
+                max_tracked: 5000,
+                max_age: Duration::from_secs(7200)
+            }
+        );
+        let errs = errors(
+            "gateways:
+  - name: w
+    provider: waba
+    url: https://w
+    token: t
+    webhooks: {secret: x}
+  - name: z
+    provider: zapi
+    instance: i
+    token: t
+    webhooks: {}
+webhooks:
+  cloudapi:
+    - {app: a, app_secret: s, verify_token: v}
+    - {app: a, app_secret: s}
+  message_tracking: {max_tracked: 99999999, max_age: 30d}
+",
+        );
+        for e in [
+            "gateways[0] (w): webhooks: is not used by provider waba",
+            "gateways[1] (z): webhooks.secret: is required with webhooks (or webhooks.secret_file)",
+            "webhooks.cloudapi[1] (a): app: duplicate app \"a\"",
+            "webhooks.message_tracking: max_tracked: 99999999 is more than 10000000 (about 40 bytes each)",
+            "webhooks.message_tracking: max_age: 30days is longer than 7 days",
+        ] {
+            assert!(errs.iter().any(|x| x == e), "missing {e:?} in {errs:#?}");
+        }
+        assert!(
+            errs.iter()
+                .any(|x| x.starts_with("webhooks.cloudapi[1] (a): verify_token: is required")),
+            "{errs:#?}"
+        );
     }
 
     #[test]

@@ -15,6 +15,15 @@ pub struct ZapiConfig {
     /// The `Client-Token` header some accounts require on every request.
     pub client_token: Option<Secret>,
     pub tls: TlsConfig,
+    /// `webhooks.secret`: the secret Z-API must put in the webhook URL (`?secret=`).
+    pub webhook_secret: Option<Secret>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHooks {
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -26,6 +35,7 @@ pub(super) struct Raw {
     client_token: Option<String>,
     client_token_file: Option<PathBuf>,
     tls: Option<TlsConfig>,
+    webhooks: Option<RawHooks>,
 }
 
 impl Raw {
@@ -39,11 +49,16 @@ impl Raw {
         );
         let instance = ctx.required_id("instance", self.instance, p);
         let token = ctx.required_secret("token", token, p);
+        let webhook_secret = match self.webhooks {
+            Some(h) => Some(ctx.webhook_secret("webhooks.secret", h.secret, h.secret_file, env)?),
+            None => None,
+        };
         Some(ZapiConfig {
             instance: instance?,
             token: token?,
             client_token,
             tls: self.tls.unwrap_or_default(),
+            webhook_secret,
         })
     }
 }

@@ -21,10 +21,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config;
 use crate::exporter::{ConfigSource, Exporter};
-pub use crate::providers::simulator::{CYCLE_SECS, DEMO_CLIENT_TOKEN, DEMO_TOKEN};
+pub use crate::providers::simulator::{
+    CYCLE_SECS, DEMO_APP_SECRET, DEMO_CLIENT_TOKEN, DEMO_TOKEN, DEMO_VERIFY_TOKEN,
+    DEMO_WEBHOOK_SECRET,
+};
 use crate::providers::simulators;
 
 mod plugchat;
+mod pushes;
 
 /// The PlugChat account's secret: not secret, but treated as if it were.
 pub const DEMO_PLUGCHAT_SECRET: &str = "demo-plugchat-secret-not-secret";
@@ -50,8 +54,13 @@ gateways:
   plugchat:
     - account: {plugchat_account}
       secret: {DEMO_PLUGCHAT_SECRET}
+  cloudapi:
+    - app: {app}
+      app_secret: {DEMO_APP_SECRET}
+      verify_token: {DEMO_VERIFY_TOKEN}
 "#,
         plugchat_account = plugchat::ACCOUNT,
+        app = pushes::APP,
     )
 }
 
@@ -103,13 +112,15 @@ fn route(req: &Request<Incoming>, path: &str, t: u64) -> (u16, String) {
         .unwrap_or_else(|| (404, r#"{"error":"not found"}"#.into()))
 }
 
-/// Sends simulated PlugChat webhooks to the exporter itself.
+/// Sends simulated PlugChat webhooks, and the simulated gateways' own pushes, to the exporter
+/// itself.
 pub fn spawn_plugchat(
     exporter_addr: SocketAddr,
     exporter: &Arc<Exporter>,
     stop: CancellationToken,
 ) {
-    plugchat::spawn(exporter_addr, exporter, stop);
+    plugchat::spawn(exporter_addr, exporter, stop.clone());
+    pushes::spawn(exporter_addr, exporter, stop);
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub fn spawn(exporter_addr: SocketAddr, exporter: &Arc<Exporter>, stop: Cancella
 }
 
 /// Where the exporter can be reached from inside: a wildcard listen address is not one.
-fn reachable(addr: SocketAddr) -> SocketAddr {
+pub(super) fn reachable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
         IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),

@@ -36,6 +36,28 @@ pub fn families(p: Provider) -> &'static [FamilyDef] {
     }
 }
 
+/// What a provider's pushes can say, for its message-flow series; `None` for a provider whose
+/// pushes the exporter does not receive.
+pub fn webhook_spec(p: Provider) -> Option<&'static crate::flow::FlowSpec> {
+    match p {
+        Provider::PlugzApi | Provider::ZApi => Some(&zapi::webhook::SPEC),
+        Provider::GreenApi => Some(&greenapi::webhook::SPEC),
+        Provider::CloudApi => Some(&cloudapi::webhook::SPEC),
+        Provider::Waba | Provider::Evolution | Provider::Waha => None,
+    }
+}
+
+/// A pushed event that tells the provider's own state, as the observation a poll would make
+/// (Green API's stateInstanceChanged); `None` when only `connected` is told.
+pub fn pushed_observation(p: Provider, ev: &crate::flow::Event) -> Option<Box<dyn Observation>> {
+    match (p, ev.state) {
+        (Provider::GreenApi, Some(state)) => Some(Box::new(greenapi::Status {
+            state: greenapi::InstanceState::from_text(state),
+        })),
+        _ => None,
+    }
+}
+
 /// Every provider's families, in provider order, each set once (PlugzAPI and Z-API share one).
 pub fn family_sets() -> Vec<&'static [FamilyDef]> {
     let mut sets: Vec<&'static [FamilyDef]> = Vec::new();

@@ -1,4 +1,6 @@
-//! Webhooks pushed to the exporter: PlugChat's receiver, and the command that registers it.
+//! Webhooks pushed to the exporter: PlugChat's receiver, and the commands that register webhooks
+//! (PlugChat's, and the gateways' own).
 
+pub mod gateways;
 pub mod plugchat;
 pub mod register;

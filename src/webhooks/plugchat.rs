@@ -4,11 +4,11 @@
 //! compared in constant time and never logged, and neither is the query string nor the URI.
 //!
 //! A request is checked in this order, each refusal counted in
-//! `whatsapp_plugchat_webhooks_rejected_total{account,reason}`:
+//! `whatsapp_webhook_rejected_total{gateway=ACCOUNT,provider="plugchat",reason}`:
 //!
 //! | check | answer | `account`, `reason` |
 //! | --- | --- | --- |
-//! | account not configured | 404 | `""`, `unknown_account` (the name in the URL is never a label) |
+//! | account not configured | 404 | `""`, `unknown_gateway` (the name in the URL is never a label) |
 //! | wrong or missing secret | 401 | the account, `unauthorized` |
 //! | method other than POST | 405 | the account, `method_not_allowed` |
 //! | event not one of the seven | 404 | the account, `unknown_event` |
@@ -20,6 +20,11 @@
 //! mistake of PlugChat's (or of whoever set the URLs), never noise from scanners; those are warned
 //! about in the log, the first two only at debug level. Accepted webhooks are counted in memory
 //! under a short lock and answered `200 {"ok":true}` at once.
+//!
+//! Accepted webhooks feed the message-flow families every provider shares
+//! (`whatsapp_webhook_events_total`, `whatsapp_message_status_total`, ... with `gateway` the
+//! account and `provider="plugchat"`): PlugChat's message and connection events are Z-API
+//! callbacks, read as Z-API's own. The attendance series are PlugChat's alone.
 
 pub mod payload;
 
@@ -29,21 +34,24 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus::{
     GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 
 use crate::config::PlugChatAccount;
+use crate::exposition::{Family, Fragment, FragmentWriter};
+use crate::flow::{self, FlowSpec, MessageKey, MessageStatus};
+use crate::flow_state::{Flow, Owner, Tracker};
+use crate::inbound::{self, BodyError};
 use crate::labels::LabelSet;
+use crate::providers::zapi::webhook as zapi;
 use crate::secret::{Scrubber, Secret};
 use crate::sync::{lock, read, write};
-use payload::MessageStatus;
 
 /// The path every webhook starts with.
 pub const PATH_PREFIX: &str = "/webhooks/plugchat/";
@@ -52,7 +60,7 @@ pub const EVENTS: &[&str] = <Event as LabelSet>::LABELS;
 /// No PlugChat payload comes near this; the chat map of a long attendance is the largest.
 pub const MAX_BODY: usize = 1 << 20;
 /// A body that has not arrived by then will not: the sender is gone or hostile.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BODY_TIMEOUT: Duration = inbound::BODY_TIMEOUT;
 /// Open attendances tracked per account; beyond it the oldest are forgotten (a finish for one of
 /// them no longer lowers the gauge, which is the lesser evil against unbounded memory).
 pub const MAX_OPEN_ATTENDANCES: usize = 10_000;
@@ -83,8 +91,19 @@ crate::labels::closed_set! {
     }
 }
 
+/// What PlugChat's pushes can say: its seven events, and Z-API's error codes.
+pub static SPEC: FlowSpec = FlowSpec {
+    events: EVENTS,
+    codes: &zapi::CODES,
+    cloud: None,
+};
+
+/// The `provider` label of PlugChat's message-flow series.
+pub const PROVIDER: &str = "plugchat";
+
 impl Rejection {
-    /// Every reason of a configured account (`unknown_account` is counted under `account=""`).
+    /// Every reason of a configured account (`unknown_account` is counted as `unknown_gateway` under
+    /// `gateway=""`).
     pub const FOR_ACCOUNTS: [Rejection; 6] = [
         Rejection::Unauthorized,
         Rejection::InvalidJson,
@@ -95,7 +114,20 @@ impl Rejection {
     ];
 
     pub fn reason(self) -> &'static str {
-        self.as_str()
+        self.common().as_str()
+    }
+
+    /// The reason as every receiver counts it.
+    pub fn common(self) -> flow::Rejection {
+        match self {
+            Rejection::Unauthorized => flow::Rejection::Unauthorized,
+            Rejection::InvalidJson => flow::Rejection::InvalidJson,
+            Rejection::TooLarge => flow::Rejection::TooLarge,
+            Rejection::UnknownEvent => flow::Rejection::UnknownEvent,
+            Rejection::UnsupportedMediaType => flow::Rejection::UnsupportedMediaType,
+            Rejection::MethodNotAllowed => flow::Rejection::MethodNotAllowed,
+            Rejection::UnknownAccount => flow::Rejection::UnknownGateway,
+        }
     }
 
     pub fn status(self) -> StatusCode {
@@ -156,12 +188,9 @@ impl Event {
 
 /// The metric families, registered once in the exporter's registry.
 struct Families {
-    webhooks: IntCounterVec,
-    rejected: IntCounterVec,
     duration: HistogramVec,
     wait: HistogramVec,
     open: IntGaugeVec,
-    statuses: IntCounterVec,
     delivery_errors: IntCounterVec,
     last_disconnect: GaugeVec,
     attendances: IntCounterVec,
@@ -179,16 +208,6 @@ impl Families {
             )
         };
         let f = Families {
-            webhooks: counter(
-                "whatsapp_plugchat_webhooks_total",
-                "PlugChat webhooks accepted, by event.",
-                &["account", "event"],
-            )?,
-            rejected: counter(
-                "whatsapp_plugchat_webhooks_rejected_total",
-                "PlugChat webhooks refused, by reason (account=\"\" for accounts not configured).",
-                &["account", "reason"],
-            )?,
             duration: histogram(
                 "whatsapp_plugchat_attendance_duration_seconds",
                 "Length of finished PlugChat attendances (endTime - startTime).",
@@ -205,11 +224,6 @@ impl Families {
                     "PlugChat attendances started and not yet finished, as seen by this exporter since it started.",
                 ),
                 &["account"],
-            )?,
-            statuses: counter(
-                "whatsapp_plugchat_message_status_total",
-                "Message status changes reported by messageStatus webhooks, per message.",
-                &["account", "status"],
             )?,
             delivery_errors: counter(
                 "whatsapp_plugchat_delivery_errors_total",
@@ -229,12 +243,9 @@ impl Families {
                 &["account", "department", "category"],
             )?,
         };
-        registry.register(Box::new(f.webhooks.clone()))?;
-        registry.register(Box::new(f.rejected.clone()))?;
         registry.register(Box::new(f.duration.clone()))?;
         registry.register(Box::new(f.wait.clone()))?;
         registry.register(Box::new(f.open.clone()))?;
-        registry.register(Box::new(f.statuses.clone()))?;
         registry.register(Box::new(f.delivery_errors.clone()))?;
         registry.register(Box::new(f.last_disconnect.clone()))?;
         registry.register(Box::new(f.attendances.clone()))?;
@@ -243,15 +254,6 @@ impl Families {
 
     /// Series of a new account at 0, so that `rate()` and `increase()` see its first webhook.
     fn initialise(&self, account: &str) {
-        for event in EVENTS {
-            self.webhooks.with_label_values(&[account, event]);
-        }
-        for r in Rejection::FOR_ACCOUNTS {
-            self.rejected.with_label_values(&[account, r.reason()]);
-        }
-        for s in MessageStatus::ALL {
-            self.statuses.with_label_values(&[account, s.label()]);
-        }
         self.delivery_errors.with_label_values(&[account]);
         self.open.with_label_values(&[account]).set(0);
     }
@@ -259,15 +261,6 @@ impl Families {
     /// Drops every series of an account; prometheus 0.14 has no partial-match removal, so the
     /// payload label values written are taken from the account's book.
     fn remove(&self, account: &str, book: &Book) {
-        for event in EVENTS {
-            let _ = self.webhooks.remove_label_values(&[account, event]);
-        }
-        for r in Rejection::FOR_ACCOUNTS {
-            let _ = self.rejected.remove_label_values(&[account, r.reason()]);
-        }
-        for s in MessageStatus::ALL {
-            let _ = self.statuses.remove_label_values(&[account, s.label()]);
-        }
         let _ = self.delivery_errors.remove_label_values(&[account]);
         let _ = self.open.remove_label_values(&[account]);
         let _ = self.last_disconnect.remove_label_values(&[account]);
@@ -280,12 +273,6 @@ impl Families {
                 self.attendances
                     .remove_label_values(&[account, dept.as_str(), category.as_str()]);
         }
-    }
-
-    fn count_unknown_account(&self) {
-        self.rejected
-            .with_label_values(&["", Rejection::UnknownAccount.reason()])
-            .inc();
     }
 }
 
@@ -300,6 +287,7 @@ struct AccountState {
     accepted: AtomicU64,
     rejected: AtomicU64,
     book: Mutex<Book>,
+    flow: Flow,
 }
 
 /// What must be remembered between webhooks of an account.
@@ -398,11 +386,18 @@ pub fn sanitise(raw: &str) -> String {
 
 impl AccountState {
     fn new(name: &str) -> Self {
+        let flow = Flow::new(&[("gateway", name), ("provider", PROVIDER)]);
+        flow.activate(&SPEC, || {
+            Owner::new(crate::shard::stable_hash(
+                format!("plugchat/{name}").bytes(),
+            ))
+        });
         AccountState {
             name: name.to_string(),
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             book: Mutex::new(Book::default()),
+            flow,
         }
     }
 
@@ -410,32 +405,34 @@ impl AccountState {
         lock(&self.book)
     }
 
-    fn reject(&self, f: &Families, why: Rejection) {
-        f.rejected
-            .with_label_values(&[&self.name, why.reason()])
-            .inc();
+    fn reject(&self, why: Rejection) {
+        self.flow.update(|f| f.reject(why.common()));
         self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn accept(&self, f: &Families, event: Event, body: &Value, scrub: &Scrubber) {
+    fn accept(
+        &self,
+        f: &Families,
+        tracker: &Tracker,
+        event: Event,
+        body: &Value,
+        scrub: &Scrubber,
+    ) {
         let account = self.name.as_str();
         match event {
             Event::StartAttendance => self.started(f, &payload::attendance(body), scrub),
             Event::FinishAttendance => self.finished(f, &payload::attendance(body), scrub),
-            Event::MessageStatus => {
-                for cb in payload::callbacks(body) {
-                    if let Some(s) = cb.status {
-                        f.statuses
-                            .with_label_values(&[account, s.label()])
-                            .inc_by(cb.messages);
-                    }
-                }
-            }
             Event::MessageDeliveryError => f.delivery_errors.with_label_values(&[account]).inc(),
             Event::WhenDisconnecting => self.disconnected(f, body),
             _ => {}
         }
-        f.webhooks.with_label_values(&[account, event.name()]).inc();
+        let now = crate::clock::unix_seconds(SystemTime::now());
+        let events = flow_events(event, body);
+        self.flow.update(|s| {
+            for e in &events {
+                s.apply(e, now, tracker);
+            }
+        });
         self.accepted.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -512,14 +509,37 @@ impl AccountState {
 pub struct Receiver {
     families: Families,
     accounts: RwLock<HashMap<String, Arc<Account>>>,
+    tracker: Arc<Tracker>,
+    /// Webhooks for accounts not configured.
+    unknown: AtomicU64,
 }
 
 impl Receiver {
-    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+    pub fn new(registry: &Registry, tracker: Arc<Tracker>) -> Result<Self, prometheus::Error> {
         Ok(Receiver {
             families: Families::new(registry)?,
             accounts: RwLock::new(HashMap::new()),
+            tracker,
+            unknown: AtomicU64::new(0),
         })
+    }
+
+    /// The message-flow series of every account, and the count of webhooks for accounts not
+    /// configured (`gateway=""`), once any account is.
+    pub fn fragments(&self) -> Vec<Arc<Fragment>> {
+        let map = read(&self.accounts);
+        let mut accounts: Vec<&Arc<Account>> = map.values().collect();
+        accounts.sort_by(|a, b| a.state.name.cmp(&b.state.name));
+        let mut out: Vec<Arc<Fragment>> =
+            accounts.iter().map(|a| a.state.flow.fragment()).collect();
+        if !map.is_empty() {
+            let mut w = FragmentWriter::new(&[("gateway", ""), ("provider", PROVIDER)], &[]);
+            let reason = Rejection::UnknownAccount.reason();
+            let n = self.unknown.load(Ordering::Relaxed);
+            w.sample(Family::WebhookRejected, &[("reason", reason)], n as f64);
+            out.push(Arc::new(w.finish()));
+        }
+        out
     }
 
     /// Applies the configured accounts, at start and on every reload: new accounts start at 0,
@@ -543,12 +563,6 @@ impl Receiver {
                 self.families.remove(name, &old.state.book());
             }
         }
-        let unknown = ["", Rejection::UnknownAccount.reason()];
-        if next.is_empty() {
-            let _ = self.families.rejected.remove_label_values(&unknown);
-        } else {
-            self.families.rejected.with_label_values(&unknown);
-        }
         *map = next;
     }
 
@@ -568,13 +582,13 @@ impl Receiver {
         let Some(event) = Event::from_path(event_name) else {
             return self.refuse(state, Rejection::UnknownEvent);
         };
-        if !json_content_type(req.headers()) {
+        if !inbound::json_content_type(req.headers()) {
             return self.refuse(state, Rejection::UnsupportedMediaType);
         }
-        if declared_length(req.headers()).is_some_and(|n| n > MAX_BODY as u64) {
+        if inbound::declared_length(req.headers()).is_some_and(|n| n > MAX_BODY as u64) {
             return self.refuse(state, Rejection::TooLarge);
         }
-        let body = match read_body(req.into_body()).await {
+        let body = match inbound::read_body(req.into_body(), MAX_BODY).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => return self.refuse(state, Rejection::TooLarge),
             Err(BodyError::Broken) => return self.refuse(state, Rejection::InvalidJson),
@@ -592,7 +606,10 @@ impl Receiver {
         };
         // The sender knows the secret and may write it into a department or category.
         let scrub = Scrubber::new([account.secret.expose()]);
-        if !self.while_configured(state, |s| s.accept(&self.families, event, &value, &scrub)) {
+        let accepted = self.while_configured(state, |s| {
+            s.accept(&self.families, &self.tracker, event, &value, &scrub)
+        });
+        if !accepted {
             return self.refuse_unknown_account();
         }
         tracing::debug!(account = %state.name, event = event.name(), "PlugChat webhook accepted");
@@ -636,7 +653,7 @@ impl Receiver {
     }
 
     fn refuse(&self, state: &Arc<AccountState>, why: Rejection) -> Response<Full<Bytes>> {
-        if !self.while_configured(state, |s| s.reject(&self.families, why)) {
+        if !self.while_configured(state, |s| s.reject(why)) {
             return self.refuse_unknown_account();
         }
         match why {
@@ -653,7 +670,7 @@ impl Receiver {
     fn refuse_unknown_account(&self) -> Response<Full<Bytes>> {
         let map = read(&self.accounts);
         if !map.is_empty() {
-            self.families.count_unknown_account();
+            self.unknown.fetch_add(1, Ordering::Relaxed);
         }
         tracing::debug!(
             reason = Rejection::UnknownAccount.reason(),
@@ -661,6 +678,73 @@ impl Receiver {
         );
         Rejection::UnknownAccount.answer()
     }
+}
+
+/// The message-flow events of an accepted webhook: one named after the PlugChat event, so that
+/// each webhook counts once, with the statuses, errors and received messages of every Z-API
+/// callback it carries (the others unnamed).
+fn flow_events(event: Event, body: &Value) -> Vec<flow::Event> {
+    let callbacks: Vec<&Value> = match event {
+        Event::StartAttendance | Event::FinishAttendance => Vec::new(),
+        _ => payload::callback_values(body),
+    };
+    let mut out: Vec<flow::Event> = callbacks
+        .iter()
+        .map(|cb| callback_event(event, cb))
+        .collect();
+    if out.is_empty() {
+        let mut e = flow::Event::named("");
+        match event {
+            Event::ReceiveMessage => e.received = 1,
+            Event::MessageDeliveryError => {
+                e.status = Some(MessageStatus::Failed);
+                e.errors.push(flow::OTHER);
+            }
+            _ => {}
+        }
+        out.push(e);
+    }
+    out[0].name = event.name();
+    out
+}
+
+fn callback_event(event: Event, cb: &Value) -> flow::Event {
+    let s = |k: &str| cb.get(k).and_then(Value::as_str);
+    let ids = || -> Vec<MessageKey> {
+        match cb.get("ids") {
+            Some(Value::Array(ids)) if !ids.is_empty() => ids
+                .iter()
+                .filter_map(|id| MessageKey::of_value(Some(id)))
+                .collect(),
+            _ => MessageKey::of_value(cb.get("messageId"))
+                .into_iter()
+                .collect(),
+        }
+    };
+    let mut e = flow::Event::named("");
+    e.timestamp = flow::unix_time(cb.get("momment").or_else(|| cb.get("moment")));
+    match event {
+        Event::MessageStatus => {
+            e.status = s("status").map(|st| zapi::status(Some(st)));
+            e.messages = ids();
+        }
+        Event::MessageDeliveryError => {
+            e.status = Some(MessageStatus::Failed);
+            e.errors.push(zapi::error_code(s("errorCode"), s("error")));
+            e.messages = ids();
+        }
+        Event::SendingMessage => {
+            e.accepted = true;
+            e.messages = ids();
+        }
+        Event::ReceiveMessage => {
+            let own = cb.get("fromMe").and_then(crate::json::boolean) == Some(true);
+            e.received = u32::from(!own);
+        }
+        Event::WhenDisconnecting => e.connected = Some(false),
+        _ => {}
+    }
+    e
 }
 
 /// `{account}` and `{event}` of a webhook path; one trailing slash is forgiven, and anything
@@ -674,61 +758,7 @@ fn split_path(path: &str) -> (&str, &str) {
 /// Whether the first `secret` query parameter is the account's, compared in constant time (only
 /// the length can leak, and secrets are at least 16 random characters).
 fn authorised(secret: &Secret, query: Option<&str>) -> bool {
-    let given = query.and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "secret")
-            .map(|(_, v)| v)
-    });
-    match given {
-        Some(g) => bool::from(g.as_bytes().ct_eq(secret.expose().as_bytes())),
-        None => false,
-    }
-}
-
-/// PlugChat sends `application/json`; a missing type is forgiven, a different one is not.
-fn json_content_type(headers: &HeaderMap) -> bool {
-    let Some(v) = headers.get(header::CONTENT_TYPE) else {
-        return true;
-    };
-    let Ok(v) = v.to_str() else {
-        return false;
-    };
-    let mime = v
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    mime.is_empty()
-        || mime == "application/json"
-        || (mime.starts_with("application/") && mime.ends_with("+json"))
-}
-
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-enum BodyError {
-    TooLarge,
-    Broken,
-    Timeout,
-}
-
-/// Reads the body, at most [`MAX_BODY`] bytes (a chunked body has no length to refuse early).
-async fn read_body(body: Incoming) -> Result<Bytes, BodyError> {
-    let collect = Limited::new(body, MAX_BODY).collect();
-    match tokio::time::timeout(BODY_TIMEOUT, collect).await {
-        Err(_) => Err(BodyError::Timeout),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
-        Ok(Err(_)) => Err(BodyError::Broken),
-    }
+    inbound::query_secret_matches(secret, query, "secret")
 }
 
 /// The payload; an empty body is an event without details (the URL names the event), not an error.
@@ -784,24 +814,6 @@ mod tests {
     }
 
     #[test]
-    fn content_types() {
-        let h = |v: Option<&str>| {
-            let mut m = HeaderMap::new();
-            if let Some(v) = v {
-                m.insert(header::CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
-            }
-            json_content_type(&m)
-        };
-        assert!(h(None));
-        assert!(h(Some("application/json")));
-        assert!(h(Some("Application/JSON; charset=UTF-8")));
-        assert!(h(Some("application/vnd.plugchat+json")));
-        assert!(!h(Some("text/plain")));
-        assert!(!h(Some("application/x-www-form-urlencoded")));
-        assert!(!h(Some("multipart/form-data; boundary=x")));
-    }
-
-    #[test]
     fn open_attendances_are_bounded_and_never_negative() {
         let mut open = OpenAttendances::default();
         assert!(open.finish("1").is_none());
@@ -852,7 +864,7 @@ mod tests {
     #[test]
     fn configure_keeps_counters_and_removes_series() {
         let reg = Registry::new();
-        let rx = Receiver::new(&reg).unwrap();
+        let rx = Receiver::new(&reg, Arc::default()).unwrap();
         let acc = |name: &str, secret: &str| PlugChatAccount {
             account: name.into(),
             secret: Secret::new(secret.into()),
@@ -864,6 +876,7 @@ mod tests {
         let a = rx.account("a").unwrap();
         a.state.accept(
             &rx.families,
+            &rx.tracker,
             Event::MessageDeliveryError,
             &Value::Null,
             &Scrubber::default(),
@@ -883,9 +896,15 @@ mod tests {
         rx.configure(&[acc("a", "secret-a-rotated-0123")]);
         let text = render(&reg);
         assert!(!text.contains("account=\"b\""), "{text}");
-        assert!(text.contains(
-            "whatsapp_plugchat_webhooks_total{account=\"a\",event=\"messageDeliveryError\"} 1"
-        ));
+        assert!(text.contains("whatsapp_plugchat_delivery_errors_total{account=\"a\"} 1"));
+        let flow = flow_text(&rx);
+        assert!(flow.contains(
+            "whatsapp_webhook_events_total{gateway=\"a\",provider=\"plugchat\",event=\"messageDeliveryError\"} 1"
+        ), "{flow}");
+        assert!(flow.contains(
+            "whatsapp_message_errors_total{gateway=\"a\",provider=\"plugchat\",code=\"other\"} 1"
+        ), "{flow}");
+        assert!(!flow.contains("gateway=\"b\""), "{flow}");
         assert!(authorised(
             &rx.account("a").unwrap().secret,
             Some("secret=secret-a-rotated-0123")
@@ -893,6 +912,14 @@ mod tests {
         assert_eq!(rx.summary(), vec![("a".to_string(), 1, 0)]);
         rx.configure(&[]);
         assert!(!render(&reg).contains("whatsapp_plugchat"));
+        assert!(flow_text(&rx).is_empty());
+    }
+
+    fn flow_text(rx: &Receiver) -> String {
+        let frags = rx.fragments();
+        let mut out = Vec::new();
+        crate::exposition::render(&mut out, &[], frags.iter().map(|f| &**f)).unwrap();
+        String::from_utf8(out).unwrap()
     }
 
     fn render(reg: &Registry) -> String {

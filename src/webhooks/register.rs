@@ -157,7 +157,7 @@ pub fn checked_url(flag: &str, raw: &str, allow_insecure: bool) -> Result<String
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };
@@ -274,7 +274,7 @@ fn explain(code: u16, said: &str) -> String {
 
 /// The start of PlugChat's answer, printable, with the token and secret blanked in case it echoes
 /// the request. Answers are capped at 4 MiB by the read, so masking the whole of one is cheap.
-fn excerpt(body: &[u8], hide: &[&str]) -> String {
+pub(crate) fn excerpt(body: &[u8], hide: &[&str]) -> String {
     let mut text: String = String::from_utf8_lossy(body)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

@@ -387,3 +387,31 @@ pub fn hourly(gateways: &str) -> String {
     }
     format!("global:\n  interval: 1h\n  timeout: 5s\ngateways:\n{gateways}")
 }
+
+/// A webhook fixture of `tests/fixtures/webhooks/<provider>/<name>.json` (documented bodies, each
+/// with its source).
+pub fn webhook_fixture(provider: &str, name: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/tests/fixtures/webhooks/{provider}/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+/// The body of a fixture as it is posted: its `raw_body` when it has one (signed bytes), else
+/// its `body` serialised.
+pub fn fixture_body(provider: &str, name: &str) -> String {
+    let f = webhook_fixture(provider, name);
+    match f["raw_body"].as_str() {
+        Some(raw) => raw.to_string(),
+        None => serde_json::to_string(&f["body"]).unwrap(),
+    }
+}
+
+/// The current Unix time in seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}

@@ -371,7 +371,7 @@ scrape_configs:
     seen = {r["metric"].get("provider") for r in providers.get("data", {}).get("result", [])}
     note(f"demo mode gateways by provider: {sorted(seen)}; missing: {sorted(set(PROVIDERS) - seen) or 'none'}")
     note("demo mode PlugChat metrics: " + ("yes" if value(
-        'count(whatsapp_plugchat_webhooks_total{job="whatsapp_exporter_demo"})') else "none"))
+        'count(whatsapp_webhook_events_total{job="whatsapp_exporter_demo", provider="plugchat"})') else "none"))
 
     # The rules load and evaluate without errors.
     groups = prom.api("rules").get("data", {}).get("groups", [])

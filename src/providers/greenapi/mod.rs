@@ -38,8 +38,6 @@ crate::exposition::families! {
     /// Green API series: the instance state, and the queue's counters once it is consumed.
     pub enum GreenApiFamily in FAMILIES {
         State => "whatsapp_greenapi_state", Gauge, "Green API: stateInstance, as a state set.";
-        Notifications => "whatsapp_greenapi_notifications_total", Counter, "Green API: notifications consumed from the queue, by webhook type.";
-        MessageStatus => "whatsapp_greenapi_message_status_total", Counter, "Green API: outgoingMessageStatus notifications by status.";
         NotificationDelay => "whatsapp_greenapi_notification_delay_seconds", Histogram, "Green API: receipt time minus the notification's timestamp.";
     }
 }
@@ -212,6 +210,11 @@ mod tests {
                 timestamp: Some(1588091580.0),
                 status: None,
                 state: None,
+                event: crate::flow::Event {
+                    name: "outgoingMessageReceived",
+                    timestamp: Some(1588091580.0),
+                    ..Default::default()
+                },
             }
         );
         let kept = format!("{n:?}");
@@ -389,7 +392,7 @@ mod tests {
         let mut s = QueueStats::default();
         let mut w = FragmentWriter::new(&[], &FAMILIES);
         s.write(&mut w);
-        assert_eq!(w.finish().family(GreenApiFamily::Notifications), "");
+        assert_eq!(w.finish().family(GreenApiFamily::NotificationDelay), "");
         s.start();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
         s.count(
@@ -399,19 +402,13 @@ mod tests {
                 timestamp: Some(9_880.0),
                 status: Some(MessageStatus::Read),
                 state: None,
+                event: crate::flow::Event::named("outgoingMessageStatus"),
             },
             now,
         );
         let mut w = FragmentWriter::new(&[], &FAMILIES);
         s.write(&mut w);
         let f = w.finish();
-        let types = f.family(GreenApiFamily::Notifications);
-        assert_eq!(types.lines().count(), WebhookType::COUNT);
-        assert!(types.contains("{webhook_type=\"outgoingMessageStatus\"} 1\n"));
-        assert!(types.contains("{webhook_type=\"quotaExceeded\"} 0\n"));
-        let statuses = f.family(GreenApiFamily::MessageStatus);
-        assert!(statuses.contains("{status=\"read\"} 1\n"));
-        assert!(statuses.contains("{status=\"noAccount\"} 0\n"));
         let delay = f.family(GreenApiFamily::NotificationDelay);
         assert!(delay.contains("_bucket{le=\"60\"} 0\n"), "{delay}");
         assert!(delay.contains("_bucket{le=\"120\"} 1\n"), "{delay}");

@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::{GreenApiFamily, InstanceState, BACKOFF_FIRST, BACKOFF_MAX, DELAY_BUCKETS};
+use super::{webhook, GreenApiFamily, InstanceState, BACKOFF_FIRST, BACKOFF_MAX, DELAY_BUCKETS};
 use crate::clock::unix_seconds;
 use crate::error::PollError;
 use crate::exposition::{FragmentWriter, Histogram};
-use crate::labels::LabelSet;
+use crate::flow::Event;
 
 crate::labels::closed_set! {
     /// The `typeWebhook` of a notification; anything else is `other`.
@@ -68,6 +68,8 @@ pub struct Notification {
     pub status: Option<MessageStatus>,
     /// stateInstanceChanged only.
     pub state: Option<InstanceState>,
+    /// The same notification as the webhook reader sees it, for the message-flow families.
+    pub event: Event,
 }
 
 /// Only the fields the metrics need are read; serde skips the rest (message text, senderData,
@@ -142,6 +144,12 @@ struct NotificationBody {
     status: Option<serde_json::Value>,
     #[serde(default, rename = "stateInstance")]
     state_instance: Option<serde_json::Value>,
+    /// Kept only to be hashed into a message key.
+    #[serde(default, rename = "idMessage")]
+    id_message: Option<serde_json::Value>,
+    /// Read only for its leading error id (`SWE004: ...`).
+    #[serde(default)]
+    description: Option<serde_json::Value>,
 }
 
 /// Parses a `receiveNotification` answer: `null` is an empty queue. Without a usable
@@ -169,12 +177,24 @@ pub fn parse_notification(body: &[u8]) -> Result<Option<Notification>, PollError
         .then(|| text(&b.state_instance).map(|s| InstanceState::from_text(&s)))
         .flatten();
     let timestamp = b.timestamp.as_ref().and_then(crate::json::number);
+    fn s(v: &Option<serde_json::Value>) -> Option<&str> {
+        v.as_ref().and_then(|v| v.as_str())
+    }
+    let event = webhook::event(webhook::Fields {
+        kind: s(&b.type_webhook),
+        timestamp: b.timestamp.as_ref(),
+        id: s(&b.id_message),
+        status: s(&b.status),
+        description: s(&b.description),
+        state: s(&b.state_instance),
+    });
     Ok(Some(Notification {
         receipt_id,
         kind,
         timestamp,
         status,
         state,
+        event,
     }))
 }
 
@@ -196,13 +216,12 @@ pub fn parse_delete(body: &[u8]) -> Result<(), PollError> {
     }
 }
 
-/// The queue's counters, kept between polls.
+/// The queue's own series, kept between polls; what notifications say goes to the message-flow
+/// families of the gateway.
 #[derive(Debug)]
 pub(super) struct QueueStats {
     /// Set once the consumer runs: only then are the series written.
     running: bool,
-    by_type: [u64; WebhookType::COUNT],
-    by_status: [u64; MessageStatus::COUNT],
     delay: Histogram,
 }
 
@@ -210,8 +229,6 @@ impl Default for QueueStats {
     fn default() -> Self {
         QueueStats {
             running: false,
-            by_type: [0; WebhookType::COUNT],
-            by_status: [0; MessageStatus::COUNT],
             delay: Histogram::new(&DELAY_BUCKETS),
         }
     }
@@ -223,10 +240,6 @@ impl QueueStats {
     }
 
     pub(super) fn count(&mut self, n: &Notification, now: SystemTime) {
-        self.by_type[n.kind.index()] += 1;
-        if let Some(s) = n.status {
-            self.by_status[s.index()] += 1;
-        }
         if let Some(ts) = n.timestamp {
             self.delay.observe(delay_seconds(ts, now));
         }
@@ -235,16 +248,6 @@ impl QueueStats {
     pub(super) fn write(&self, w: &mut FragmentWriter) {
         if !self.running {
             return;
-        }
-        for (t, n) in WebhookType::LABELS.iter().zip(self.by_type) {
-            w.sample(
-                GreenApiFamily::Notifications,
-                &[("webhook_type", t)],
-                n as f64,
-            );
-        }
-        for (s, n) in MessageStatus::LABELS.iter().zip(self.by_status) {
-            w.sample(GreenApiFamily::MessageStatus, &[("status", s)], n as f64);
         }
         w.histogram(GreenApiFamily::NotificationDelay, &[], &self.delay);
     }

@@ -5,7 +5,9 @@ use hyper::Request;
 
 use std::net::SocketAddr;
 
-use crate::providers::simulator::{no_hold, Simulator, DEMO_CLIENT_TOKEN, DEMO_TOKEN};
+use crate::providers::simulator::{
+    no_hold, Simulator, DEMO_CLIENT_TOKEN, DEMO_TOKEN, DEMO_WEBHOOK_SECRET,
+};
 
 pub static SIMULATOR: Simulator = Simulator {
     route,
@@ -21,12 +23,16 @@ fn gateways(addr: SocketAddr) -> String {
     url: http://{addr}
     instance: DEMO-SALES
     token: {DEMO_TOKEN}
+    webhooks:
+      secret: {DEMO_WEBHOOK_SECRET}
   - name: support
     provider: zapi
     url: http://{addr}
     instance: DEMO-SUPPORT
     token: {DEMO_TOKEN}
     client_token: {DEMO_CLIENT_TOKEN}
+    webhooks:
+      secret: {DEMO_WEBHOOK_SECRET}
 "#
     )
 }

@@ -122,15 +122,24 @@ fn categories(a: &Value) -> Vec<String> {
 
 /// The callbacks in a message or connection webhook.
 pub fn callbacks(payload: &Value) -> Vec<Callback> {
-    match payload {
-        Value::Array(list) => list.iter().filter_map(callback).collect(),
+    callback_values(payload)
+        .into_iter()
+        .filter_map(callback)
+        .collect()
+}
+
+/// The callback objects of a message or connection webhook, as they came.
+pub fn callback_values(payload: &Value) -> Vec<&Value> {
+    let list: Vec<&Value> = match payload {
+        Value::Array(list) => list.iter().collect(),
         Value::Object(o) if !is_callback(payload) => match o.get("chat") {
-            Some(Value::Object(chat)) => chat.values().filter_map(callback).collect(),
-            Some(Value::Array(chat)) => chat.iter().filter_map(callback).collect(),
-            _ => callback(payload).into_iter().collect(),
+            Some(Value::Object(chat)) => chat.values().collect(),
+            Some(Value::Array(chat)) => chat.iter().collect(),
+            _ => vec![payload],
         },
-        _ => callback(payload).into_iter().collect(),
-    }
+        _ => vec![payload],
+    };
+    list.into_iter().filter(|v| v.is_object()).collect()
 }
 
 fn is_callback(v: &Value) -> bool {

@@ -1,0 +1,742 @@
+//! Message-flow state: what the pushes of one gateway (or PlugChat account) have said, counted
+//! into the common families, and the one table that follows message ids from sent to delivered.
+//!
+//! The counters of a gateway sit in a [`Flow`], which renders them into their own fragment only
+//! when a scrape finds them changed: at thousands of statuses a second, rendering on every event
+//! would cost more than the events themselves.
+//!
+//! The [`Tracker`] is shared by every gateway and bounded as a whole: `max_tracked` ids for at
+//! most `max_age`. It keeps ids in generations (eight by default), each a hash map of
+//! `(hashed id → sent time, owner)`: an id goes into the newest, a delivered status takes it out
+//! of whichever holds it, and whole generations are dropped from the oldest when the table is
+//! full or their ids are all older than `max_age` (each id dropped counted as an eviction of the
+//! gateway that sent it). No id is stored, only its keyed hash; a tracked id costs about 40 bytes
+//! (measured in the tests and the benchmark).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use crate::exposition::{Family, Fragment, FragmentWriter, Histogram};
+use crate::flow::{CloudEvent, Event, FlowSpec, MessageKey, MessageStatus, Rejection, UNPARSED};
+use crate::labels::LabelSet;
+use crate::sync::lock;
+
+/// `whatsapp_webhook_lag_seconds`: seconds to a day (Meta retries for 36 hours).
+pub static LAG_BUCKETS: [f64; 14] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0, 86400.0,
+];
+/// `whatsapp_message_delivery_seconds`.
+pub static DELIVERY_BUCKETS: [f64; 15] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0,
+    86400.0,
+];
+
+pub const DEFAULT_MAX_TRACKED: usize = 100_000;
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Generations of the tracker: the granularity of eviction.
+const GENERATIONS: usize = 8;
+
+/// The counters of one gateway's pushes.
+#[derive(Debug)]
+pub struct FlowState {
+    spec: &'static FlowSpec,
+    owner: Owner,
+    events: Vec<u64>,
+    rejected: [u64; Rejection::COUNT],
+    statuses: [u64; MessageStatus::COUNT],
+    received: u64,
+    errors: Vec<u64>,
+    last_event: Option<f64>,
+    lag: Histogram,
+    delivery: Histogram,
+    quality: Vec<u64>,
+    account: Vec<u64>,
+    template: Vec<u64>,
+}
+
+/// Which gateway sent an id, for counting its evictions; `seed` keeps the ids of two gateways
+/// apart in the shared table.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    id: u32,
+    seed: u64,
+    evicted: Arc<AtomicU64>,
+}
+
+impl Owner {
+    /// `seed` is best a stable hash of the gateway's name: a gateway whose configuration changed
+    /// keeps matching the ids it sent before.
+    pub fn new(seed: u64) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        Owner {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            seed,
+            evicted: Arc::default(),
+        }
+    }
+
+    fn key(&self, m: MessageKey) -> u64 {
+        m.0 ^ self.seed
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+}
+
+fn index(list: &[&str], s: &str) -> Option<usize> {
+    list.iter().position(|l| *l == s)
+}
+
+fn bump(counts: &mut [u64], list: &[&str], s: &str) {
+    let i = index(list, s).or_else(|| index(list, crate::flow::OTHER));
+    if let Some(c) = i.and_then(|i| counts.get_mut(i)) {
+        *c += 1;
+    }
+}
+
+impl FlowState {
+    pub fn new(spec: &'static FlowSpec, owner: Owner) -> Self {
+        let cloud = |f: fn(&crate::flow::CloudSpec) -> &'static [&'static str]| {
+            vec![0; spec.cloud.as_ref().map_or(0, |c| f(c).len())]
+        };
+        FlowState {
+            spec,
+            owner,
+            events: vec![0; spec.events.len()],
+            rejected: [0; Rejection::COUNT],
+            statuses: [0; MessageStatus::COUNT],
+            received: 0,
+            errors: vec![0; spec.codes.len()],
+            last_event: None,
+            lag: Histogram::new(&LAG_BUCKETS),
+            delivery: Histogram::new(&DELIVERY_BUCKETS),
+            quality: cloud(|c| c.quality),
+            account: cloud(|c| c.account),
+            template: cloud(|c| c.template),
+        }
+    }
+
+    pub fn spec(&self) -> &'static FlowSpec {
+        self.spec
+    }
+
+    /// Counts one accepted event that arrived at `now` (Unix seconds). An event with an empty
+    /// name adds its statuses, errors and messages without counting as an event (one PlugChat
+    /// webhook can carry several callbacks).
+    pub fn apply(&mut self, ev: &Event, now: f64, tracker: &Tracker) {
+        if !ev.name.is_empty() {
+            bump(&mut self.events, self.spec.events, ev.name);
+        }
+        self.last_event = Some(self.last_event.map_or(now, |t| t.max(now)));
+        if let Some(ts) = ev.timestamp {
+            self.lag.observe((now - ts).max(0.0));
+        }
+        let at = ev.timestamp.unwrap_or(now);
+        if let Some(s) = ev.status {
+            self.statuses[s.index()] += ev.messages.len().max(1) as u64;
+        }
+        match ev.status {
+            Some(MessageStatus::Sent) => self.track(ev, at, now, tracker),
+            None if ev.accepted => self.track(ev, at, now, tracker),
+            Some(MessageStatus::Delivered | MessageStatus::Read | MessageStatus::Played) => {
+                for m in &ev.messages {
+                    if let Some(sent) = tracker.take(self.owner.key(*m)) {
+                        self.delivery.observe((at - sent).max(0.0));
+                    }
+                }
+            }
+            Some(MessageStatus::Failed) => {
+                for m in &ev.messages {
+                    tracker.take(self.owner.key(*m));
+                }
+            }
+            _ => {}
+        }
+        for code in &ev.errors {
+            bump(&mut self.errors, self.spec.codes, code);
+        }
+        self.received += u64::from(ev.received);
+        if let (Some(c), Some(spec)) = (ev.cloud, self.spec.cloud.as_ref()) {
+            match c {
+                CloudEvent::Quality(e) => bump(&mut self.quality, spec.quality, e),
+                CloudEvent::Account(e) => bump(&mut self.account, spec.account, e),
+                CloudEvent::Template(e) => bump(&mut self.template, spec.template, e),
+            }
+        }
+    }
+
+    fn track(&self, ev: &Event, at: f64, now: f64, tracker: &Tracker) {
+        for m in &ev.messages {
+            tracker.sent(&self.owner, self.owner.key(*m), at, now);
+        }
+    }
+
+    /// Entries of an accepted batch that could not be read.
+    pub fn unparsed(&mut self, n: u32) {
+        if let Some(i) = index(self.spec.events, UNPARSED) {
+            self.events[i] += u64::from(n);
+        }
+    }
+
+    pub fn reject(&mut self, why: Rejection) {
+        self.rejected[why.index()] += 1;
+    }
+
+    pub fn last_event(&self) -> Option<f64> {
+        self.last_event
+    }
+
+    /// Accepted events, all names together.
+    pub fn events_total(&self) -> u64 {
+        self.events.iter().sum()
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+
+    pub fn write(&self, w: &mut FragmentWriter) {
+        for (name, n) in self.spec.events.iter().zip(&self.events) {
+            w.sample(Family::WebhookEvents, &[("event", name)], *n as f64);
+        }
+        for r in Rejection::PER_GATEWAY {
+            let n = self.rejected[r.index()];
+            w.sample(Family::WebhookRejected, &[("reason", r.as_str())], n as f64);
+        }
+        if let Some(t) = self.last_event {
+            w.sample(Family::WebhookLastEvent, &[], t);
+        }
+        w.histogram(Family::WebhookLag, &[], &self.lag);
+        for (s, n) in MessageStatus::LABELS.iter().zip(self.statuses) {
+            w.sample(Family::MessageStatuses, &[("status", s)], n as f64);
+        }
+        w.sample(Family::MessagesReceived, &[], self.received as f64);
+        for (code, n) in self.spec.codes.iter().zip(&self.errors) {
+            w.sample(Family::MessageErrors, &[("code", code)], *n as f64);
+        }
+        w.histogram(Family::MessageDelivery, &[], &self.delivery);
+        w.sample(Family::TrackingEvictions, &[], self.owner.evicted() as f64);
+        if let Some(spec) = &self.spec.cloud {
+            for (family, labels, counts) in [
+                (Family::CloudQualityEvents, spec.quality, &self.quality),
+                (Family::CloudAccountEvents, spec.account, &self.account),
+                (Family::CloudTemplateEvents, spec.template, &self.template),
+            ] {
+                for (e, n) in labels.iter().zip(counts) {
+                    w.sample(family, &[("event", e)], *n as f64);
+                }
+            }
+        }
+    }
+}
+
+/// A gateway's message-flow counters and their rendered series; inactive (no series) until the
+/// gateway receives pushes.
+pub struct Flow {
+    labels: Vec<(&'static str, String)>,
+    state: Mutex<Option<FlowState>>,
+    fragment: Mutex<Arc<Fragment>>,
+    dirty: AtomicBool,
+    /// The evictions last rendered: they change without an event of this gateway.
+    evicted_rendered: AtomicU64,
+}
+
+impl Flow {
+    pub fn new(labels: &[(&'static str, &str)]) -> Self {
+        Flow {
+            labels: labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            state: Mutex::new(None),
+            fragment: Mutex::new(Arc::new(Fragment::default())),
+            dirty: AtomicBool::new(false),
+            evicted_rendered: AtomicU64::new(0),
+        }
+    }
+
+    /// Starts counting with `spec`; counters already kept with the same spec stay.
+    pub fn activate(&self, spec: &'static FlowSpec, owner: impl FnOnce() -> Owner) {
+        let mut st = lock(&self.state);
+        if st.as_ref().is_some_and(|s| std::ptr::eq(s.spec, spec)) {
+            return;
+        }
+        *st = Some(FlowState::new(spec, owner()));
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Stops counting: the series go.
+    pub fn deactivate(&self) {
+        if lock(&self.state).take().is_some() {
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        lock(&self.state).is_some()
+    }
+
+    /// Changes the counters, if active.
+    pub fn update<R>(&self, f: impl FnOnce(&mut FlowState) -> R) -> Option<R> {
+        let r = lock(&self.state).as_mut().map(f);
+        if r.is_some() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    /// Reads the counters, if active.
+    pub fn read<R>(&self, f: impl FnOnce(&FlowState) -> R) -> Option<R> {
+        lock(&self.state).as_ref().map(f)
+    }
+
+    /// The series, rendered again only when something changed since the last time.
+    pub fn fragment(&self) -> Arc<Fragment> {
+        let evicted = self.read(|s| s.owner.evicted()).unwrap_or(0);
+        let stale = self.evicted_rendered.swap(evicted, Ordering::Relaxed) != evicted;
+        if self.dirty.swap(false, Ordering::AcqRel) || stale {
+            let labels: Vec<(&str, &str)> =
+                self.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let mut w = FragmentWriter::new(&labels, &[]);
+            let active = self.read(|s| s.write(&mut w)).is_some();
+            let frag = if active {
+                w.finish()
+            } else {
+                Fragment::default()
+            };
+            *lock(&self.fragment) = Arc::new(frag);
+        }
+        lock(&self.fragment).clone()
+    }
+}
+
+/// Limits of the tracker, from `webhooks.message_tracking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// 0 turns tracking off.
+    pub max_tracked: usize,
+    pub max_age: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_tracked: DEFAULT_MAX_TRACKED,
+            max_age: DEFAULT_MAX_AGE,
+        }
+    }
+}
+
+/// Keys are keyed hashes already: hashing them again would only cost time.
+#[derive(Default)]
+pub struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type IdMap = HashMap<u64, Tracked, BuildHasherDefault<IdentityHasher>>;
+
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    /// The sent time, in milliseconds from the generation's start (a provider's clock can be
+    /// behind ours: negative is fine).
+    offset_ms: i32,
+    owner: u32,
+}
+
+struct Generation {
+    /// Unix seconds when it became the newest.
+    started: f64,
+    /// When its latest id went in.
+    latest: f64,
+    ids: IdMap,
+}
+
+/// Message ids followed from sent to delivered, for every gateway together.
+pub struct Tracker {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    limits: Limits,
+    generations: VecDeque<Generation>,
+    len: usize,
+    owners: HashMap<u32, Weak<AtomicU64>>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker::new(Limits::default())
+    }
+}
+
+impl Tracker {
+    pub fn new(limits: Limits) -> Self {
+        Tracker {
+            inner: Mutex::new(Inner {
+                limits,
+                generations: VecDeque::new(),
+                len: 0,
+                owners: HashMap::new(),
+            }),
+        }
+    }
+
+    /// New limits (a reload); a smaller table evicts at the next sent id.
+    pub fn set_limits(&self, limits: Limits) {
+        let mut t = lock(&self.inner);
+        if t.limits != limits {
+            t.limits = limits;
+            if limits.max_tracked == 0 {
+                while t.drop_oldest() {}
+            }
+        }
+    }
+
+    /// Follows an id sent at `at` (Unix seconds), seen at `now`; one already followed keeps its
+    /// first time (a retried webhook).
+    pub fn sent(&self, owner: &Owner, key: u64, at: f64, now: f64) {
+        let mut t = lock(&self.inner);
+        if t.limits.max_tracked == 0 || t.generations.iter().any(|g| g.ids.contains_key(&key)) {
+            return;
+        }
+        if !t.owners.contains_key(&owner.id) {
+            if t.owners.len() >= 64 && t.owners.len().is_power_of_two() {
+                t.owners.retain(|_, w| w.strong_count() > 0);
+            }
+            t.owners.insert(owner.id, Arc::downgrade(&owner.evicted));
+        }
+        t.rotate(now);
+        let Some(newest) = t.generations.back_mut() else {
+            return;
+        };
+        let offset_ms = ((at - newest.started) * 1000.0)
+            .round()
+            .clamp(i32::MIN as f64, i32::MAX as f64);
+        let tracked = Tracked {
+            offset_ms: offset_ms as i32,
+            owner: owner.id,
+        };
+        newest.ids.insert(key, tracked);
+        newest.latest = newest.latest.max(now);
+        t.len += 1;
+        while t.len > t.limits.max_tracked && t.drop_oldest() {}
+    }
+
+    /// Stops following an id; its sent time, when it was followed.
+    pub fn take(&self, key: u64) -> Option<f64> {
+        let mut t = lock(&self.inner);
+        let found = t.generations.iter_mut().rev().find_map(|g| {
+            g.ids
+                .remove(&key)
+                .map(|e| g.started + f64::from(e.offset_ms) / 1000.0)
+        });
+        if found.is_some() {
+            t.len -= 1;
+        }
+        found
+    }
+
+    /// Ids followed now.
+    pub fn len(&self) -> usize {
+        lock(&self.inner).len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The heap the table holds, counted from the capacity of its maps.
+    pub fn heap_bytes(&self) -> usize {
+        let t = lock(&self.inner);
+        let bucket = std::mem::size_of::<(u64, Tracked)>() + 1;
+        t.generations
+            .iter()
+            .map(|g| g.ids.capacity() * bucket * 8 / 7)
+            .sum()
+    }
+}
+
+impl Inner {
+    fn per_generation(&self) -> usize {
+        self.limits.max_tracked.div_ceil(GENERATIONS).max(1)
+    }
+
+    /// Generations whose every id is older than `max_age` go; a new newest generation starts
+    /// when the newest is full or old.
+    fn rotate(&mut self, now: f64) {
+        let max_age = self.limits.max_age.as_secs_f64();
+        while self
+            .generations
+            .front()
+            .is_some_and(|g| now - g.latest > max_age)
+        {
+            self.drop_oldest();
+        }
+        let span = max_age / GENERATIONS as f64;
+        let per = self.per_generation();
+        let fresh = self
+            .generations
+            .back()
+            .is_some_and(|g| g.ids.len() < per && now - g.started < span);
+        if !fresh {
+            let ids = IdMap::with_capacity_and_hasher(per.min(1 << 16), Default::default());
+            self.generations.push_back(Generation {
+                // Whole milliseconds, so that the offsets keep times exactly to the millisecond.
+                started: (now * 1000.0).floor() / 1000.0,
+                latest: now,
+                ids,
+            });
+        }
+    }
+
+    /// Drops the oldest generation, counting its ids as evictions; false when none is left.
+    fn drop_oldest(&mut self) -> bool {
+        let Some(g) = self.generations.pop_front() else {
+            return false;
+        };
+        self.len -= g.ids.len();
+        let mut by_owner: HashMap<u32, u64> = HashMap::new();
+        for t in g.ids.values() {
+            *by_owner.entry(t.owner).or_default() += 1;
+        }
+        for (owner, n) in by_owner {
+            if let Some(c) = self.owners.get(&owner).and_then(Weak::upgrade) {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{CloudSpec, OTHER};
+
+    static EVENTS: [&str; 4] = ["status", "message", OTHER, UNPARSED];
+    static CODES: [&str; 2] = ["131048", OTHER];
+    static SPEC: FlowSpec = FlowSpec {
+        events: &EVENTS,
+        codes: &CODES,
+        cloud: None,
+    };
+    static CLOUD: FlowSpec = FlowSpec {
+        events: &EVENTS,
+        codes: &CODES,
+        cloud: Some(CloudSpec {
+            quality: &["FLAGGED", OTHER],
+            account: &["ACCOUNT_RESTRICTION", OTHER],
+            template: &["APPROVED", OTHER],
+        }),
+    };
+
+    fn status(s: MessageStatus, id: &str, ts: f64) -> Event {
+        Event {
+            name: "status",
+            timestamp: Some(ts),
+            status: Some(s),
+            messages: vec![MessageKey::of(id).unwrap()],
+            ..Default::default()
+        }
+    }
+
+    fn render(f: &FlowState) -> String {
+        let mut w = FragmentWriter::new(&[("gateway", "g")], &[]);
+        f.write(&mut w);
+        let frag = w.finish();
+        let mut out = Vec::new();
+        crate::exposition::render(&mut out, &[], std::iter::once(&frag)).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn sent_to_delivered_and_out_of_order() {
+        let tracker = Tracker::default();
+        let mut f = FlowState::new(&SPEC, Owner::new(1));
+        let t0 = 1_750_000_000.0;
+        f.apply(&status(MessageStatus::Sent, "a", t0), t0 + 1.0, &tracker);
+        f.apply(
+            &status(MessageStatus::Sent, "a", t0 + 5.0),
+            t0 + 6.0,
+            &tracker,
+        );
+        assert_eq!(tracker.len(), 1, "a retried sent is one id");
+        f.apply(
+            &status(MessageStatus::Delivered, "a", t0 + 3.0),
+            t0 + 4.0,
+            &tracker,
+        );
+        assert_eq!(f.delivery.count(), 1);
+        assert!(render(&f).contains("whatsapp_message_delivery_seconds_sum{gateway=\"g\"} 3\n"));
+        // Read after delivered: no second observation.
+        f.apply(
+            &status(MessageStatus::Read, "a", t0 + 9.0),
+            t0 + 9.0,
+            &tracker,
+        );
+        assert_eq!(f.delivery.count(), 1);
+        // Read before delivered (read at once): observed at read, the late delivered is not.
+        f.apply(&status(MessageStatus::Sent, "b", t0), t0, &tracker);
+        f.apply(
+            &status(MessageStatus::Read, "b", t0 + 2.0),
+            t0 + 2.0,
+            &tracker,
+        );
+        f.apply(
+            &status(MessageStatus::Delivered, "b", t0 + 1.0),
+            t0 + 3.0,
+            &tracker,
+        );
+        assert_eq!(f.delivery.count(), 2);
+        // Delivered, never sent: counted as a status, no delivery time.
+        f.apply(&status(MessageStatus::Delivered, "c", t0), t0, &tracker);
+        assert_eq!(f.delivery.count(), 2);
+        assert!(tracker.is_empty());
+        let text = render(&f);
+        assert!(
+            text.contains("whatsapp_message_status_total{gateway=\"g\",status=\"sent\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("whatsapp_message_status_total{gateway=\"g\",status=\"delivered\"} 3\n")
+        );
+        assert!(text.contains("whatsapp_message_status_total{gateway=\"g\",status=\"failed\"} 0\n"));
+    }
+
+    #[test]
+    fn lag_events_errors_and_last_event() {
+        let tracker = Tracker::default();
+        let mut f = FlowState::new(&SPEC, Owner::new(1));
+        let now = 1_750_000_600.0;
+        let mut late = status(MessageStatus::Failed, "x", now - 600.0);
+        late.errors = vec!["131048", "999"];
+        f.apply(&late, now, &tracker);
+        f.apply(&Event::named("never heard of"), now - 10.0, &tracker);
+        f.unparsed(2);
+        f.reject(Rejection::BadSignature);
+        let text = render(&f);
+        for line in [
+            "whatsapp_webhook_lag_seconds_bucket{gateway=\"g\",le=\"300\"} 0\n",
+            "whatsapp_webhook_lag_seconds_bucket{gateway=\"g\",le=\"600\"} 1\n",
+            "whatsapp_message_errors_total{gateway=\"g\",code=\"131048\"} 1\n",
+            "whatsapp_message_errors_total{gateway=\"g\",code=\"other\"} 1\n",
+            "whatsapp_webhook_events_total{gateway=\"g\",event=\"other\"} 1\n",
+            "whatsapp_webhook_events_total{gateway=\"g\",event=\"unparsed\"} 2\n",
+            "whatsapp_webhook_rejected_total{gateway=\"g\",reason=\"bad_signature\"} 1\n",
+            "whatsapp_webhook_last_event_timestamp_seconds{gateway=\"g\"} 1750000600\n",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        assert!(!text.contains("reason=\"unknown_gateway\""));
+        assert!(!text.contains("cloudapi"), "no Cloud API families here");
+    }
+
+    #[test]
+    fn cloud_events() {
+        let tracker = Tracker::default();
+        let mut f = FlowState::new(&CLOUD, Owner::new(1));
+        let mut e = Event::named("status");
+        e.cloud = Some(CloudEvent::Quality("FLAGGED"));
+        f.apply(&e, 1.0, &tracker);
+        e.cloud = Some(CloudEvent::Account("NEW"));
+        f.apply(&e, 1.0, &tracker);
+        let text = render(&f);
+        assert!(text.contains(
+            "whatsapp_cloudapi_quality_events_total{gateway=\"g\",event=\"FLAGGED\"} 1\n"
+        ));
+        assert!(text
+            .contains("whatsapp_cloudapi_account_events_total{gateway=\"g\",event=\"other\"} 1\n"));
+        assert!(text.contains(
+            "whatsapp_cloudapi_template_events_total{gateway=\"g\",event=\"APPROVED\"} 0\n"
+        ));
+    }
+
+    #[test]
+    fn the_table_is_bounded_in_size_and_age() {
+        let tracker = Tracker::new(Limits {
+            max_tracked: 800,
+            max_age: Duration::from_secs(800),
+        });
+        let owner = Owner::new(7);
+        let t0 = 1_750_000_000.0;
+        for i in 0..2000u64 {
+            tracker.sent(&owner, i, t0, t0);
+        }
+        assert!(
+            tracker.len() <= 800 && tracker.len() > 600,
+            "{}",
+            tracker.len()
+        );
+        assert_eq!(owner.evicted() as usize + tracker.len(), 2000);
+        // Much later every id is too old.
+        tracker.sent(&owner, 5000, t0 + 1000.0, t0 + 1000.0);
+        tracker.sent(&owner, 5001, t0 + 1200.0, t0 + 1200.0);
+        assert_eq!(tracker.len(), 2, "only the fresh ones");
+        assert_eq!(owner.evicted(), 2000);
+        assert_eq!(tracker.take(5000), Some(t0 + 1000.0));
+        tracker.set_limits(Limits {
+            max_tracked: 0,
+            max_age: DEFAULT_MAX_AGE,
+        });
+        assert!(tracker.is_empty());
+        tracker.sent(&owner, 1, t0, t0);
+        assert!(tracker.is_empty(), "off");
+    }
+
+    #[test]
+    fn a_tracked_id_costs_at_most_128_bytes() {
+        let max = 100_000;
+        let tracker = Tracker::new(Limits {
+            max_tracked: max,
+            max_age: DEFAULT_MAX_AGE,
+        });
+        let owner = Owner::new(1);
+        for i in 0..max as u64 {
+            let k = MessageKey::of(&format!("wamid.{i}")).unwrap();
+            tracker.sent(&owner, owner.key(k), 1.0e9, 1.0e9);
+        }
+        assert_eq!(tracker.len(), max);
+        let per_id = tracker.heap_bytes() / max;
+        assert!(per_id <= 128, "{per_id} bytes per tracked id");
+    }
+
+    #[test]
+    fn flow_renders_only_when_changed_and_not_when_inactive() {
+        let flow = Flow::new(&[("gateway", "g"), ("provider", "zapi")]);
+        assert_eq!(flow.fragment().text_len(), 0);
+        flow.activate(&SPEC, || Owner::new(1));
+        let first = flow.fragment();
+        assert!(first
+            .family(Family::WebhookEvents)
+            .contains("event=\"status\"} 0"));
+        assert!(Arc::ptr_eq(&first, &flow.fragment()), "not rendered again");
+        let tracker = Tracker::default();
+        flow.update(|s| s.apply(&Event::named("status"), 1e9, &tracker));
+        assert!(flow
+            .fragment()
+            .family(Family::WebhookEvents)
+            .contains("event=\"status\"} 1"));
+        flow.activate(&SPEC, || Owner::new(2));
+        assert!(
+            flow.fragment()
+                .family(Family::WebhookEvents)
+                .contains("event=\"status\"} 1"),
+            "kept"
+        );
+        flow.deactivate();
+        assert_eq!(flow.fragment().text_len(), 0);
+    }
+}
