@@ -17,6 +17,26 @@ pub struct WahaConfig {
     pub token: Option<Secret>,
     pub target: Target,
     pub tls: TlsConfig,
+    /// How the sessions' webhooks authenticate, when they come to `/webhooks/<name>`.
+    pub webhooks: Option<WahaHooks>,
+}
+
+/// `webhooks.hmac_key` (the session webhook's `hmac.key`: WAHA signs every body with it) or, for
+/// a WAHA that signs nothing (before 2024.11.5, or a webhook without `hmac`), `webhooks.secret`
+/// in the URL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WahaHooks {
+    Hmac(Secret),
+    UrlSecret(Secret),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHooks {
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    hmac_key: Option<String>,
+    hmac_key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -28,6 +48,7 @@ pub(super) struct Raw {
     instances: Option<Value>,
     max_instances: Option<Value>,
     tls: Option<TlsConfig>,
+    webhooks: Option<RawHooks>,
 }
 
 impl Raw {
@@ -40,10 +61,33 @@ impl Raw {
             self.max_instances,
             ctx,
         );
+        let webhooks = match self.webhooks {
+            None => None,
+            Some(h) => {
+                let hmac = h.hmac_key.is_some() || h.hmac_key_file.is_some();
+                let url = h.secret.is_some() || h.secret_file.is_some();
+                if hmac && url {
+                    ctx.err(
+                        "webhooks",
+                        "set either hmac_key (WAHA signs the body) or secret (in the URL), not both",
+                    );
+                    return None;
+                }
+                Some(if url {
+                    let s = ctx.webhook_secret("webhooks.secret", h.secret, h.secret_file, env)?;
+                    WahaHooks::UrlSecret(s)
+                } else {
+                    let k =
+                        ctx.webhook_secret("webhooks.hmac_key", h.hmac_key, h.hmac_key_file, env)?;
+                    WahaHooks::Hmac(k)
+                })
+            }
+        };
         Some(WahaConfig {
             token,
             target: target?,
             tls: self.tls.unwrap_or_default(),
+            webhooks,
         })
     }
 }
