@@ -91,3 +91,94 @@ impl Raw {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, ProviderConfig, WahaHooks, WebhookAuth};
+
+    fn errors(yaml: &str) -> Vec<String> {
+        parse(yaml, &|_| None)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default()
+    }
+
+    const G: &str = "gateways:\n  - name: w\n    provider: waha\n    url: http://127.0.0.1:3000\n    instance: default\n";
+    const E: &str = "gateways:\n  - name: e\n    provider: evolution\n    url: http://127.0.0.1:8080\n    token: k\n    instances: all\n";
+
+    #[test]
+    fn webhook_keys_of_waha_and_evolution() {
+        let env = |k: &str| (k == "HOOK_KEY").then(|| "hmac-key-from-the-environment".to_string());
+        let cfg = parse(
+            &format!("{G}    webhooks:\n      hmac_key: ${{HOOK_KEY}}\n"),
+            &env,
+        )
+        .unwrap();
+        let gw = &cfg.gateways[0];
+        assert!(matches!(
+            gw.webhook_auth(),
+            Some(WebhookAuth::HmacSha512(_))
+        ));
+        let ProviderConfig::Waha(w) = &gw.settings else {
+            panic!()
+        };
+        assert!(
+            matches!(&w.webhooks, Some(WahaHooks::Hmac(k)) if k.expose() == "hmac-key-from-the-environment")
+        );
+        assert_eq!(gw.settings.secrets().len(), 1, "the key is scrubbed");
+        let cfg = parse(
+            &format!("{G}    webhooks:\n      secret: a-long-url-secret-0123\n"),
+            &env,
+        )
+        .unwrap();
+        assert!(matches!(
+            cfg.gateways[0].webhook_auth(),
+            Some(WebhookAuth::UrlSecret(_))
+        ));
+        let both = errors(&format!(
+            "{G}    webhooks:\n      secret: a-long-url-secret-0123\n      hmac_key: a-long-hmac-key-0123456\n"
+        ));
+        assert!(
+            both[0].contains("webhooks: set either hmac_key"),
+            "{both:?}"
+        );
+        let short = errors(&format!("{G}    webhooks:\n      hmac_key: tiny-key\n"));
+        assert!(
+            short[0].contains("webhooks.hmac_key: is shorter than 16"),
+            "{short:?}"
+        );
+        assert!(
+            !short[0].contains("tiny-key"),
+            "the key itself is never printed"
+        );
+        let none = errors(&format!("{G}    webhooks: {{}}\n"));
+        assert!(
+            none[0].contains("webhooks.hmac_key: is required"),
+            "{none:?}"
+        );
+        let unknown = errors(&format!("{G}    webhooks:\n      hmac: x\n"));
+        assert!(!unknown.is_empty());
+
+        let cfg = parse(
+            &format!("{E}    webhooks:\n      secret: evolution-secret-0123456\n"),
+            &env,
+        )
+        .unwrap();
+        let gw = &cfg.gateways[0];
+        assert!(matches!(gw.webhook_auth(), Some(WebhookAuth::UrlSecret(_))));
+        assert_eq!(
+            gw.settings.secrets().len(),
+            2,
+            "token and secret are scrubbed"
+        );
+        let short = errors(&format!("{E}    webhooks:\n      secret: short-one\n"));
+        assert!(
+            short[0].contains("webhooks.secret: is shorter than 16"),
+            "{short:?}"
+        );
+        let hmac = errors(&format!(
+            "{E}    webhooks:\n      hmac_key: evolution-signs-nothing\n"
+        ));
+        assert!(!hmac.is_empty(), "Evolution signs nothing: no hmac_key");
+    }
+}
