@@ -298,7 +298,7 @@ impl Exporter {
         if !self.polling.no_background {
             for g in gateways.iter() {
                 fragments.push(g.fragment());
-                fragments.push(g.flow.fragment());
+                fragments.extend(g.flow_fragments());
             }
         }
         fragments.extend(self.plugchat.fragments());

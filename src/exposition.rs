@@ -120,6 +120,7 @@ families! {
         CloudQualityEvents => "whatsapp_cloudapi_quality_events_total", Counter, "Cloud API: phone_number_quality_update webhooks by event.";
         CloudAccountEvents => "whatsapp_cloudapi_account_events_total", Counter, "Cloud API: account_update webhooks by event.";
         CloudTemplateEvents => "whatsapp_cloudapi_template_events_total", Counter, "Cloud API: message_template_status_update webhooks by event.";
+        Disconnects => "whatsapp_disconnects_total", Counter, "Disconnections of the number pushed by the provider, by reason code (Evolution API: the Baileys status code; WAHA: FAILED).";
     }
 }
 

@@ -190,6 +190,9 @@ pub struct FlowSpec {
     pub events: &'static [&'static str],
     pub codes: &'static [&'static str],
     pub cloud: Option<CloudSpec>,
+    /// The disconnection reason codes of `whatsapp_disconnects_total`; empty for a provider whose
+    /// pushes tell none.
+    pub disconnects: &'static [&'static str],
 }
 
 /// The Cloud API's event labels of quality, account and template events.

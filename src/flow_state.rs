@@ -55,6 +55,7 @@ pub struct FlowState {
     quality: Vec<u64>,
     account: Vec<u64>,
     template: Vec<u64>,
+    disconnects: Vec<u64>,
 }
 
 /// Which gateway sent an id, for counting its evictions; `seed` keeps the ids of two gateways
@@ -117,6 +118,7 @@ impl FlowState {
             quality: cloud(|c| c.quality),
             account: cloud(|c| c.account),
             template: cloud(|c| c.template),
+            disconnects: vec![0; spec.disconnects.len()],
         }
     }
 
@@ -175,6 +177,11 @@ impl FlowState {
         }
     }
 
+    /// A pushed disconnection, by its reason code (from the spec's `disconnects`, else other).
+    pub fn disconnected(&mut self, code: &str) {
+        bump(&mut self.disconnects, self.spec.disconnects, code);
+    }
+
     /// Entries of an accepted batch that could not be read.
     pub fn unparsed(&mut self, n: u32) {
         if let Some(i) = index(self.spec.events, UNPARSED) {
@@ -220,6 +227,9 @@ impl FlowState {
         }
         w.histogram(Family::MessageDelivery, &[], &self.delivery);
         w.sample(Family::TrackingEvictions, &[], self.owner.evicted() as f64);
+        for (code, n) in self.spec.disconnects.iter().zip(&self.disconnects) {
+            w.sample(Family::Disconnects, &[("code", code)], *n as f64);
+        }
         if let Some(spec) = &self.spec.cloud {
             for (family, labels, counts) in [
                 (Family::CloudQualityEvents, spec.quality, &self.quality),
@@ -532,6 +542,7 @@ mod tests {
         events: &EVENTS,
         codes: &CODES,
         cloud: None,
+        disconnects: &[],
     };
     static CLOUD: FlowSpec = FlowSpec {
         events: &EVENTS,
@@ -541,6 +552,7 @@ mod tests {
             account: &["ACCOUNT_RESTRICTION", OTHER],
             template: &["APPROVED", OTHER],
         }),
+        disconnects: &[],
     };
 
     fn status(s: MessageStatus, id: &str, ts: f64) -> Event {

@@ -9,7 +9,7 @@
 //! `server="<server>"`; it counts each instance's flaps against the instance's state at the
 //! previous poll that saw it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +19,7 @@ use crate::clock::unix_seconds;
 use crate::config::GatewayConfig;
 use crate::error::{PollError, Reason};
 use crate::exposition::{Family, Fragment, FragmentWriter, SERVER_LABEL};
-use crate::flow_state::Flow;
+use crate::flow_state::{Flow, Owner};
 use crate::labels::LabelSet;
 use crate::providers::{families, Observation, Source};
 use crate::secret::Scrubber;
@@ -41,6 +41,9 @@ pub struct Gateway {
     fragment: Mutex<Arc<Fragment>>,
     /// What its pushes (webhooks, the Green API queue) said, in the message-flow families.
     pub flow: Flow,
+    /// A server's discovered instances' own message-flow series, one per instance of the last
+    /// listing while the server receives webhooks; an instance that leaves the listing loses them.
+    instance_flows: Mutex<BTreeMap<String, Arc<Flow>>>,
 }
 
 /// What the polls of a gateway have found so far.
@@ -105,6 +108,8 @@ pub fn wall_time(t: Instant) -> SystemTime {
 pub struct Tracked {
     pub connected: bool,
     pub connected_changes: u64,
+    /// What a push said of the instance's connection since the last poll.
+    pub pushed_connected: Option<bool>,
 }
 
 impl State {
@@ -139,6 +144,7 @@ impl State {
                     Tracked {
                         connected,
                         connected_changes: 0,
+                        pushed_connected: None,
                     },
                     |mut t| {
                         if t.connected != connected {
@@ -148,6 +154,7 @@ impl State {
                     },
                 );
                 t.connected = connected;
+                t.pushed_connected = None;
                 seen.insert(name.clone(), t);
             }
             self.instances = seen;
@@ -176,6 +183,7 @@ impl Gateway {
             scrubber,
             state: Mutex::new(State::default()),
             fragment: Mutex::new(Arc::new(Fragment::default())),
+            instance_flows: Mutex::new(BTreeMap::new()),
         });
         let state = gw.state();
         gw.render(&state);
@@ -292,6 +300,7 @@ impl Gateway {
                     .and_then(|o| o.discovered())
                     .map(|d| d.skipped);
                 st.observe(obs);
+                self.sync_instance_flows(&st);
                 st.last_success = Some(now);
                 st.last_error = None;
                 match found {
@@ -351,6 +360,67 @@ impl Gateway {
         st.see(connected);
         st.pushed_connected = Some(connected);
         self.render(&st);
+    }
+
+    /// A push that tells a discovered instance's connection: as [`Gateway::push_connected`] for
+    /// the instance `<server>/<name>`; ignored for an instance the last listing did not select.
+    pub fn push_instance_connected(&self, name: &str, connected: bool, at: Option<f64>) {
+        let mut st = self.state();
+        if !st.up() || !is_current(&st, at) {
+            return;
+        }
+        let Some(t) = st.instances.get_mut(name) else {
+            return;
+        };
+        if t.connected != connected {
+            t.connected_changes += 1;
+        }
+        t.connected = connected;
+        t.pushed_connected = Some(connected);
+        self.render(&st);
+    }
+
+    /// The message-flow series of a discovered instance the last listing selected, while the
+    /// server receives webhooks.
+    pub fn instance_flow(&self, name: &str) -> Option<Arc<Flow>> {
+        lock(&self.instance_flows).get(name).cloned()
+    }
+
+    /// The gateway's message-flow series, then its discovered instances', in name order.
+    pub fn flow_fragments(&self) -> Vec<Arc<Fragment>> {
+        let mut out = vec![self.flow.fragment()];
+        if self.flow.is_active() {
+            out.extend(lock(&self.instance_flows).values().map(|f| f.fragment()));
+        }
+        out
+    }
+
+    /// Gives each instance of the last listing its own message-flow series (with the server's
+    /// spec) while the server receives webhooks; instances that left the listing lose theirs.
+    fn sync_instance_flows(&self, st: &State) {
+        let mut flows = lock(&self.instance_flows);
+        let Some(spec) = self.flow.read(|f| f.spec()) else {
+            flows.clear();
+            return;
+        };
+        flows.retain(|name, _| st.instances.contains_key(name));
+        let server = self.name();
+        let provider = self.config.provider.as_str();
+        for name in st.instances.keys() {
+            if flows.contains_key(name) {
+                continue;
+            }
+            let gateway = format!("{server}/{name}");
+            let flow = Flow::new(&[
+                ("gateway", &gateway),
+                ("provider", provider),
+                (SERVER_LABEL, server),
+            ]);
+            flow.activate(spec, || {
+                Owner::new(crate::shard::stable_hash(gateway.bytes()))
+            });
+            flows.insert(name.clone(), Arc::new(flow));
+        }
     }
 
     /// Whether a push told at `at` (Unix seconds) is newer than the last successful poll.
@@ -467,14 +537,18 @@ impl Gateway {
             gateway.push_str(server);
             gateway.push('/');
             gateway.push_str(name);
-            let changes = st.instances.get(name).map_or(0, |t| t.connected_changes);
+            let tracked = st.instances.get(name);
+            let changes = tracked.map_or(0, |t| t.connected_changes);
+            let connected = tracked
+                .and_then(|t| t.pushed_connected)
+                .unwrap_or(obs.connected());
             let labels = [
                 ("gateway", gateway.as_str()),
                 ("provider", provider),
                 (SERVER_LABEL, server),
             ];
             w.scoped(&labels, |w| {
-                w.gauge_bool(Family::Connected, &[], obs.connected());
+                w.gauge_bool(Family::Connected, &[], connected);
                 w.sample(Family::ConnectedChanges, &[], changes as f64);
                 obs.write(w);
             });

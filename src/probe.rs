@@ -81,7 +81,8 @@ pub async fn handle(ex: &Exporter, query: Option<&str>, headers: &HeaderMap) -> 
 /// The gateway's series: its poll's and its pushes' (message flow), so that a probe job holds
 /// everything about the gateway under the same `job` and `instance`, as alerts join them.
 fn series(gw: &Gateway) -> Vec<u8> {
-    let frags = [gw.fragment(), gw.flow.fragment()];
+    let mut frags = vec![gw.fragment()];
+    frags.extend(gw.flow_fragments());
     let mut out = Vec::with_capacity(frags.iter().map(|f| f.text_len()).sum::<usize>() + 2048);
     let own = crate::providers::families(gw.config.provider);
     // Writing into a Vec cannot fail.

@@ -12,9 +12,9 @@
 //! | wrong or missing secret / bearer token | 401 | unauthorized |
 //! | method other than POST (Cloud API: GET, POST) | 405 | method_not_allowed |
 //! | `Content-Type` present and not JSON | 415 | unsupported_media_type |
-//! | Cloud API: no `X-Hub-Signature-256` | 401 | bad_signature |
+//! | Cloud API: no `X-Hub-Signature-256`; WAHA with `hmac_key`: no `X-Webhook-Hmac` | 401 | bad_signature |
 //! | body over the limit | 413 | too_large |
-//! | Cloud API: signature does not match the raw body | 401 | bad_signature |
+//! | Cloud API, WAHA: signature does not match the raw body | 401 | bad_signature |
 //! | not JSON | 400 | invalid_json |
 //! | nothing of the provider's shape | 422 | unknown_event |
 //!
@@ -43,7 +43,7 @@ use crate::gateway::Gateway;
 use crate::inbound::{self, BodyError};
 use crate::labels::LabelSet;
 use crate::provider::Provider;
-use crate::providers::{self, cloudapi::webhook as cloud, greenapi, zapi};
+use crate::providers::{self, cloudapi::webhook as cloud, greenapi, waha, zapi};
 use crate::sync::{lock, read, write};
 
 pub const PATH_PREFIX: &str = "/webhooks/";
@@ -60,6 +60,8 @@ pub const MAX_LEARNED: usize = 10_000;
 pub const REPOLL_QUEUE: usize = 256;
 /// Characters of a handshake challenge echoed back (Meta sends a number).
 const MAX_CHALLENGE: usize = 256;
+
+mod servers;
 
 type Answer = Response<Full<Bytes>>;
 
@@ -211,6 +213,8 @@ impl Receiver {
             Some(WebhookAuth::Bearer(t)) => {
                 inbound::bearer_matches(t, req.headers().get(header::AUTHORIZATION))
             }
+            // The signature is checked against the body, once read.
+            Some(WebhookAuth::HmacSha512(_)) => true,
             None => false,
         };
         if !authorised {
@@ -219,17 +223,45 @@ impl Receiver {
         if req.method() != Method::POST {
             return refuse(Rejection::MethodNotAllowed);
         }
+        let hmac = match gw.config.webhook_auth() {
+            Some(WebhookAuth::HmacSha512(key)) => {
+                let Some(sig) = req.headers().get(waha::webhook::HMAC_HEADER).cloned() else {
+                    return refuse(Rejection::BadSignature);
+                };
+                let algorithm = req
+                    .headers()
+                    .get(waha::webhook::HMAC_ALGORITHM_HEADER)
+                    .cloned();
+                Some((key, sig, algorithm))
+            }
+            _ => None,
+        };
         let body = match read_json_body(req, MAX_BODY).await {
             Ok(b) => b,
             Err(Some(why)) => return refuse(why),
             Err(None) => return too_slow(),
         };
+        if let Some((key, sig, algorithm)) = hmac {
+            let good = waha::webhook::hmac_matches(
+                key.expose().as_bytes(),
+                &body,
+                Some(sig.as_bytes()),
+                algorithm.as_ref().map(HeaderValue::as_bytes),
+            );
+            if !good {
+                return refuse(Rejection::BadSignature);
+            }
+        }
         let parsed = match gw.config.provider {
             Provider::PlugzApi | Provider::ZApi => zapi::webhook::parse(&body),
             Provider::GreenApi => greenapi::webhook::parse(&body),
-            Provider::Waba | Provider::CloudApi | Provider::Evolution | Provider::Waha => {
-                Err(Refused::UnknownEvent)
+            Provider::Evolution | Provider::Waha => {
+                return match self.servers(gw, &body) {
+                    Ok(()) => ok(),
+                    Err(r) => refuse(r.rejection()),
+                };
             }
+            Provider::Waba | Provider::CloudApi => Err(Refused::UnknownEvent),
         };
         match parsed {
             Ok(batch) => {
@@ -613,7 +645,7 @@ pub fn answer(why: Rejection) -> Answer {
         Rejection::Unauthorized => (StatusCode::UNAUTHORIZED, "wrong or missing secret\n"),
         Rejection::BadSignature => (
             StatusCode::UNAUTHORIZED,
-            "missing or wrong X-Hub-Signature-256\n",
+            "missing or wrong signature (X-Hub-Signature-256, X-Webhook-Hmac)\n",
         ),
         Rejection::InvalidJson => (StatusCode::BAD_REQUEST, "the body is not JSON\n"),
         Rejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "the body is too large\n"),

@@ -349,3 +349,196 @@ async fn cloudapi_apps_get_instructions() {
     .await;
     assert_eq!(out.status.code(), Some(2), "one of --gateway or --app");
 }
+
+const EVO_KEY: &str = "evo-api-key-0123456789";
+const EVO_SECRET: &str = "evolution-hook-secret-0123456789";
+const WAHA_HMAC: &str = "waha-hmac-key-0123456789";
+
+fn servers_config(evo: &str, waha: &str) -> String {
+    format!(
+        r#"gateways:
+  - name: evo-one
+    provider: evolution
+    url: {evo}
+    token: {EVO_KEY}
+    instance: my-instance
+    webhooks:
+      secret: {EVO_SECRET}
+  - name: evo
+    provider: evolution
+    url: {evo}
+    token: {EVO_KEY}
+    instances: all
+    webhooks:
+      secret: {EVO_SECRET}
+  - name: wa
+    provider: waha
+    url: {waha}
+    instance: default
+    webhooks:
+      hmac_key: {WAHA_HMAC}
+  - name: wasrv
+    provider: waha
+    url: {waha}
+    instances: all
+    webhooks:
+      hmac_key: {WAHA_HMAC}
+"#
+    )
+}
+
+fn no_server_secrets(o: &Output) {
+    let t = text(o);
+    for s in [EVO_KEY, EVO_SECRET, WAHA_HMAC] {
+        assert!(!t.contains(s), "{s} printed:\n{t}");
+    }
+}
+
+/// The answer of `POST /webhook/set/{instance}` is the stored Webhook row
+/// (EvolutionAPI/evolution-api src/api/integrations/event/webhook/webhook.controller.ts `set`,
+/// a Prisma upsert of the Webhook model); the values here are examples.
+#[tokio::test]
+async fn evolution_sets_the_instance_webhook_and_tells_a_server_its_global_one() {
+    let mock = Mock::start(|_| async {
+        reply(
+            201,
+            r#"{"id":"cm2w","url":"x","enabled":true,"events":["CONNECTION_UPDATE"],"webhookByEvents":false,"webhookBase64":false,"instanceId":"af6c"}"#,
+        )
+    })
+    .await;
+    let yaml = servers_config(&mock.url(), "http://127.0.0.1:9");
+    let out = register(
+        &yaml,
+        &[
+            "--gateway",
+            "evo-one",
+            "--public-url",
+            "https://exporter.example.com",
+            "--allow-insecure-url",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].path, "/webhook/set/my-instance");
+    assert_eq!(seen[0].headers["apikey"], EVO_KEY);
+    let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    let hook = &body["webhook"];
+    assert_eq!(hook["enabled"], true);
+    assert_eq!(
+        hook["byEvents"], false,
+        "one URL: the exporter routes by path"
+    );
+    assert_eq!(hook["base64"], false);
+    assert_eq!(
+        hook["url"],
+        format!("https://exporter.example.com/webhooks/evo-one?secret={EVO_SECRET}")
+    );
+    let events: Vec<&str> = hook["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(events.contains(&"CONNECTION_UPDATE") && events.contains(&"MESSAGES_UPDATE"));
+    assert!(text(&out).contains("webhooks/evo-one?secret=****"));
+    no_server_secrets(&out);
+
+    // A refusal is told without the key.
+    let refuse = Mock::start(|_| async {
+        reply(
+            401,
+            format!(
+                r#"{{"status":401,"error":"Unauthorized","response":{{"message":"{EVO_KEY}"}}}}"#
+            ),
+        )
+    })
+    .await;
+    let out = register(
+        &servers_config(&refuse.url(), "http://127.0.0.1:9"),
+        &[
+            "--gateway",
+            "evo-one",
+            "--public-url",
+            "https://exporter.example.com",
+            "--allow-insecure-url",
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("HTTP 401"), "{}", text(&out));
+    no_server_secrets(&out);
+
+    // A server: the global webhook, printed, nothing sent.
+    let before = mock.hits();
+    let out = register(
+        &yaml,
+        &[
+            "--gateway",
+            "evo",
+            "--public-url",
+            "http://exporter.example.com",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("WEBHOOK_GLOBAL_URL=http://exporter.example.com/webhooks/evo?secret=****"),
+        "{t}"
+    );
+    assert!(t.contains("WEBHOOK_EVENTS_MESSAGES_UPDATE=true"));
+    assert!(
+        t.contains("warning") && t.contains("plain HTTP"),
+        "plain HTTP is warned of: {t}"
+    );
+    assert_eq!(mock.hits(), before);
+    no_server_secrets(&out);
+}
+
+#[tokio::test]
+async fn waha_prints_the_session_webhook_with_its_hmac() {
+    let mock = Mock::start(|_| async { reply(500, "{}") }).await;
+    let yaml = servers_config("http://127.0.0.1:9", &mock.url());
+    let out = register(
+        &yaml,
+        &[
+            "--gateway",
+            "wa",
+            "--public-url",
+            "https://exporter.example.com",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("\"url\": \"https://exporter.example.com/webhooks/wa\""),
+        "{t}"
+    );
+    assert!(
+        t.contains("\"message.ack\"") && t.contains("\"hmac\": {\"key\": \"****\"}"),
+        "{t}"
+    );
+    assert!(t.contains("/api/sessions/default"), "{t}");
+    let out = register(
+        &yaml,
+        &[
+            "--gateway",
+            "wasrv",
+            "--public-url",
+            "https://exporter.example.com",
+        ],
+    )
+    .await;
+    let t = text(&out);
+    assert!(
+        t.contains("WHATSAPP_HOOK_URL=https://exporter.example.com/webhooks/wasrv"),
+        "{t}"
+    );
+    assert!(t.contains("WHATSAPP_HOOK_HMAC_KEY=****"), "{t}");
+    assert_eq!(mock.hits(), 0, "nothing is sent to WAHA");
+    no_server_secrets(&out);
+}

@@ -17,6 +17,16 @@ pub struct EvolutionConfig {
     pub token: Secret,
     pub target: Target,
     pub tls: TlsConfig,
+    /// `webhooks.secret`: the secret Evolution must put in the webhook URL (`?secret=`); it signs
+    /// nothing.
+    pub webhook_secret: Option<Secret>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHooks {
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -28,6 +38,7 @@ pub(super) struct Raw {
     instances: Option<Value>,
     max_instances: Option<Value>,
     tls: Option<TlsConfig>,
+    webhooks: Option<RawHooks>,
 }
 
 impl Raw {
@@ -41,10 +52,15 @@ impl Raw {
             ctx,
         );
         let token = ctx.required_secret("token", token, Provider::Evolution);
+        let webhook_secret = match self.webhooks {
+            Some(h) => Some(ctx.webhook_secret("webhooks.secret", h.secret, h.secret_file, env)?),
+            None => None,
+        };
         Some(EvolutionConfig {
             token: token?,
             target: target?,
             tls: self.tls.unwrap_or_default(),
+            webhook_secret,
         })
     }
 }

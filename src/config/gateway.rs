@@ -21,7 +21,7 @@ pub use super::cloudapi::CloudApiConfig;
 pub use super::evolution::EvolutionConfig;
 pub use super::greenapi::{GreenApiConfig, Notifications};
 pub use super::waba::{WabaAuth, WabaConfig};
-pub use super::waha::WahaConfig;
+pub use super::waha::{WahaConfig, WahaHooks};
 pub use super::zapi::ZapiConfig;
 
 /// One gateway, with every secret already read from the environment or its file.
@@ -100,8 +100,17 @@ impl ProviderConfig {
                 .flatten()
                 .collect(),
             ProviderConfig::CloudApi(c) => vec![&c.token],
-            ProviderConfig::Evolution(c) => vec![&c.token],
-            ProviderConfig::Waha(c) => c.token.iter().collect(),
+            ProviderConfig::Evolution(c) => [Some(&c.token), c.webhook_secret.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect(),
+            ProviderConfig::Waha(c) => {
+                let hook = match &c.webhooks {
+                    Some(WahaHooks::Hmac(s) | WahaHooks::UrlSecret(s)) => Some(s),
+                    None => None,
+                };
+                [c.token.as_ref(), hook].into_iter().flatten().collect()
+            }
         }
     }
 }
@@ -116,10 +125,13 @@ impl GatewayConfig {
         match &self.settings {
             ProviderConfig::Zapi(c) => c.webhook_secret.as_ref().map(WebhookAuth::UrlSecret),
             ProviderConfig::GreenApi(c) => c.webhook_token.as_ref().map(WebhookAuth::Bearer),
-            ProviderConfig::Waba(_)
-            | ProviderConfig::CloudApi(_)
-            | ProviderConfig::Evolution(_)
-            | ProviderConfig::Waha(_) => None,
+            ProviderConfig::Evolution(c) => c.webhook_secret.as_ref().map(WebhookAuth::UrlSecret),
+            ProviderConfig::Waha(c) => match &c.webhooks {
+                Some(WahaHooks::Hmac(k)) => Some(WebhookAuth::HmacSha512(k)),
+                Some(WahaHooks::UrlSecret(s)) => Some(WebhookAuth::UrlSecret(s)),
+                None => None,
+            },
+            ProviderConfig::Waba(_) | ProviderConfig::CloudApi(_) => None,
         }
     }
 }
@@ -131,6 +143,9 @@ pub enum WebhookAuth<'a> {
     UrlSecret(&'a Secret),
     /// `Authorization: Bearer <token>` (Green API's webhookUrlToken).
     Bearer(&'a Secret),
+    /// `X-Webhook-Hmac`: the hex HMAC-SHA512 of the raw body under this key (WAHA's `hmac.key`),
+    /// checked before the body is parsed.
+    HmacSha512(&'a Secret),
 }
 
 /// The keys every gateway has.

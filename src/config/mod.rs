@@ -29,7 +29,7 @@ pub use discovery::{
 };
 pub use gateway::{
     CloudApiConfig, EvolutionConfig, GatewayConfig, GreenApiConfig, Notifications, ProviderConfig,
-    TlsConfig, WabaAuth, WabaConfig, WahaConfig, WebhookAuth, ZapiConfig,
+    TlsConfig, WabaAuth, WabaConfig, WahaConfig, WahaHooks, WebhookAuth, ZapiConfig,
 };
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);

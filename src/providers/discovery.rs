@@ -184,3 +184,24 @@ mod tests {
         assert_eq!(names(&d), ["ops"]);
     }
 }
+
+/// One event of a server's push (Evolution API, WAHA): the instance it names, if any, and the
+/// disconnection reason it tells. The instance name only routes the event to the discovered
+/// instance `<server>/<instance>`; it is never logged, and becomes a label only through the
+/// listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Push {
+    pub instance: Option<String>,
+    pub event: crate::flow::Event,
+    /// A disconnection, by its bounded reason code (`whatsapp_disconnects_total`).
+    pub disconnect: Option<&'static str>,
+}
+
+/// The longest instance name a push is routed by (longer names cannot be listed either).
+pub const MAX_PUSHED_NAME: usize = 256;
+
+/// The instance or session a push names, when it is a short string.
+pub fn pushed_name(v: Option<&serde_json::Value>) -> Option<String> {
+    let s = v?.as_str()?.trim();
+    (!s.is_empty() && s.len() <= MAX_PUSHED_NAME).then(|| s.to_string())
+}

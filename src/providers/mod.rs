@@ -43,7 +43,9 @@ pub fn webhook_spec(p: Provider) -> Option<&'static crate::flow::FlowSpec> {
         Provider::PlugzApi | Provider::ZApi => Some(&zapi::webhook::SPEC),
         Provider::GreenApi => Some(&greenapi::webhook::SPEC),
         Provider::CloudApi => Some(&cloudapi::webhook::SPEC),
-        Provider::Waba | Provider::Evolution | Provider::Waha => None,
+        Provider::Evolution => Some(&evolution::webhook::SPEC),
+        Provider::Waha => Some(&waha::webhook::SPEC),
+        Provider::Waba => None,
     }
 }
 
@@ -53,6 +55,12 @@ pub fn pushed_observation(p: Provider, ev: &crate::flow::Event) -> Option<Box<dy
     match (p, ev.state) {
         (Provider::GreenApi, Some(state)) => Some(Box::new(greenapi::Status {
             state: greenapi::InstanceState::from_text(state),
+        })),
+        (Provider::Evolution, Some(state)) => Some(Box::new(evolution::Status {
+            state: evolution::State::from_text(Some(state)),
+        })),
+        (Provider::Waha, Some(status)) => Some(Box::new(waha::Status {
+            status: waha::SessionStatus::from_text(Some(status)),
         })),
         _ => None,
     }

@@ -8,6 +8,11 @@
 //! - Green API: `POST {url}/waInstance{id}/setSettings/{token}` with `webhookUrl`, `webhookUrlToken`
 //!   and the notification kinds switched on (green-api.com/en/docs/api/account/SetSettings); the
 //!   answer is `{"saveSettings": true}`, applied within 5 minutes.
+//! - Evolution API, one instance: `POST {url}/webhook/set/{instance}` (header `apikey`) with the
+//!   URL and the events it reads; a whole server: the global webhook's environment is printed.
+//! - WAHA: a session's webhooks are part of its whole configuration (`PUT /api/sessions/{name}`
+//!   replaces it): the entry of `config.webhooks[]` (url, events, hmac key) and the global
+//!   environment are printed, nothing is sent.
 //! - Cloud API: Meta's webhooks are set in the Meta app (App Dashboard → WhatsApp →
 //!   Configuration), not by the number's token: the command prints the callback URL, where the
 //!   verify token comes from, and the fields to subscribe.
@@ -48,7 +53,7 @@ pub const CLOUDAPI_FIELDS: [&str; 4] = [
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configured gateway (zapi, plugzapi or greenapi, with `webhooks:`) whose webhooks are
+    /// The configured gateway (zapi, plugzapi, greenapi, evolution or waha, with `webhooks:`) whose webhooks are
     /// set.
     #[arg(
         long,
@@ -153,11 +158,178 @@ pub async fn run(config_path: &Path, args: Args) -> Result<(), String> {
             "gateway {:?} (waba): the exporter does not receive WhatsApp Business API on-premises webhooks",
             gw.name
         )),
-        ProviderConfig::Evolution(_) | ProviderConfig::Waha(_) => Err(format!(
-            "gateway {:?} ({}): registering its webhooks is not supported yet",
-            gw.name, gw.provider
-        )),
+        ProviderConfig::Evolution(e) => {
+            let secret = e.webhook_secret.as_ref().ok_or_else(|| needs_webhooks(gw, "secret"))?;
+            let base = public_url(&args.public_url, args.allow_insecure_url, false, "Evolution API")?;
+            if base.starts_with("http://") {
+                eprintln!("warning: {base} is plain HTTP: the webhook secret and the instance's apikey (in every body) would cross the network in clear text");
+            }
+            let url = Secret::new(format!("{base}/webhooks/{}?secret={}", gw.name, encoded(secret)));
+            let shown = format!("{base}/webhooks/{}?secret={MASK}", gw.name);
+            let config::Target::One(instance) = &e.target else {
+                print!("{}", evolution_server_instructions(gw, &shown));
+                return Ok(());
+            };
+            api_url(&gw.url, args.allow_insecure_url)?;
+            println!(
+                "Evolution API webhook of gateway {:?} -> {shown}{}",
+                gw.name,
+                if args.dry_run { " (dry run, nothing sent)" } else { "" }
+            );
+            if args.dry_run {
+                return Ok(());
+            }
+            evolution_set(gw, e, instance, &url).await?;
+            println!("  webhook/set: accepted (events {})", EVOLUTION_EVENTS.join(", "));
+            Ok(())
+        }
+        ProviderConfig::Waha(w) => {
+            let base = public_url(&args.public_url, args.allow_insecure_url, false, "WAHA")?;
+            if base.starts_with("http://") {
+                eprintln!("warning: {base} is plain HTTP: the events (and a URL secret) would cross the network in clear text");
+            }
+            let hooks = w.webhooks.as_ref().ok_or_else(|| needs_webhooks(gw, "hmac_key"))?;
+            print!("{}", waha_instructions(gw, w, hooks, &base));
+            Ok(())
+        }
     }
+}
+
+/// The Evolution API events the exporter reads, as the webhook's `events` list names them.
+pub const EVOLUTION_EVENTS: [&str; 6] = [
+    "CONNECTION_UPDATE",
+    "STATUS_INSTANCE",
+    "QRCODE_UPDATED",
+    "MESSAGES_UPSERT",
+    "MESSAGES_UPDATE",
+    "SEND_MESSAGE",
+];
+
+/// The WAHA events the exporter reads.
+pub const WAHA_EVENTS: [&str; 4] = ["session.status", "message", "message.any", "message.ack"];
+
+/// `POST {url}/webhook/set/{instance}` with the `apikey` header and the v2 body
+/// `{"webhook": {enabled, url, byEvents, base64, events}}` (evolution-api
+/// src/api/integrations/event/webhook/webhook.schema.ts): one URL for every event (byEvents false
+/// keeps the path the exporter routes), no media in base64.
+async fn evolution_set(
+    gw: &GatewayConfig,
+    e: &config::EvolutionConfig,
+    instance: &str,
+    url: &Secret,
+) -> Result<(), String> {
+    let endpoint = format!(
+        "{}/webhook/set/{}",
+        gw.url,
+        crate::http::path_segment(instance)
+    );
+    let body = json!({
+        "webhook": {
+            "enabled": true,
+            "url": url.expose(),
+            "byEvents": false,
+            "base64": false,
+            "events": EVOLUTION_EVENTS,
+        }
+    });
+    let req = client(&endpoint)?
+        .post(&endpoint)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("apikey", e.token.expose())
+        .body(body.to_string());
+    let mut hide = vec![e.token.expose(), url.expose()];
+    if let Some(s) = &e.webhook_secret {
+        hide.push(s.expose());
+    }
+    let v = send(req, "Evolution API (webhook/set)", &hide).await?;
+    // The answer is the stored webhook row.
+    let enabled = v
+        .get("enabled")
+        .or_else(|| v.get("webhook").and_then(|w| w.get("enabled")))
+        .and_then(crate::json::boolean);
+    match enabled {
+        Some(true) => Ok(()),
+        _ => Err("Evolution API (webhook/set) did not confirm (no \"enabled\": true)".into()),
+    }
+}
+
+/// A server's instances all push to one URL: Evolution's global webhook.
+pub fn evolution_server_instructions(gw: &GatewayConfig, shown: &str) -> String {
+    let mut lines = vec![
+        format!("Gateway {:?} is a whole Evolution API server: its instances push to one URL, the server's", gw.name),
+        "global webhook, set in the server's environment (then restart it):".to_string(),
+        "  WEBHOOK_GLOBAL_ENABLED=true".to_string(),
+        format!("  WEBHOOK_GLOBAL_URL={shown}"),
+        "  WEBHOOK_GLOBAL_WEBHOOK_BY_EVENTS=false".to_string(),
+    ];
+    lines.extend(
+        EVOLUTION_EVENTS
+            .iter()
+            .map(|e| format!("  WEBHOOK_EVENTS_{e}=true")),
+    );
+    lines.push("where **** is webhooks.secret of the gateway in the configuration. The exporter routes each".into());
+    lines.push(
+        "push to the instance it names; instances it does not export are counted on the server."
+            .into(),
+    );
+    lines.join("\n") + "\n"
+}
+
+/// WAHA's webhooks are part of a session's configuration (`config.webhooks[]` of
+/// `PUT /api/sessions/{session}`, which replaces the whole configuration) or of the server's
+/// environment: the command prints what to set rather than overwrite a session's settings.
+pub fn waha_instructions(
+    gw: &GatewayConfig,
+    w: &config::WahaConfig,
+    hooks: &config::WahaHooks,
+    base: &str,
+) -> String {
+    let hmac = matches!(hooks, config::WahaHooks::Hmac(_));
+    let url = if hmac {
+        format!("{base}/webhooks/{}", gw.name)
+    } else {
+        format!("{base}/webhooks/{}?secret={MASK}", gw.name)
+    };
+    let events = WAHA_EVENTS
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sign = if hmac {
+        format!(", \"hmac\": {{\"key\": \"{MASK}\"}}")
+    } else {
+        String::new()
+    };
+    let entry = format!("  {{\"url\": \"{url}\", \"events\": [{events}]{sign}}}");
+    let mut lines = Vec::new();
+    match &w.target {
+        config::Target::One(session) => {
+            lines.push(format!("WAHA session {session:?} of gateway {:?}: add this entry to the session's config.webhooks", gw.name));
+            lines.push(format!("(PUT <url>/api/sessions/{session} with the session's whole config as GET /api/sessions/{session}"));
+            lines.push(
+                "shows it, this entry added; or in the dashboard, the session's webhooks):".into(),
+            );
+        }
+        config::Target::Server { .. } => {
+            lines.push(format!("Gateway {:?} is a whole WAHA server: give every session this entry in its config.webhooks", gw.name));
+            lines.push("(PUT <url>/api/sessions/<session>), or set the server's global webhook in its environment:".into());
+            lines.push(format!("  WHATSAPP_HOOK_URL={url}"));
+            lines.push(format!("  WHATSAPP_HOOK_EVENTS={}", WAHA_EVENTS.join(",")));
+            if hmac {
+                lines.push(format!("  WHATSAPP_HOOK_HMAC_KEY={MASK}"));
+            }
+            lines.push("The session entry:".into());
+        }
+    }
+    lines.push(entry);
+    if hmac {
+        lines.push("where **** is webhooks.hmac_key of the gateway in the configuration. WAHA then signs every".into());
+        lines.push("body (X-Webhook-Hmac, HMAC-SHA512), checked before the body is read.".into());
+    } else {
+        lines.push("where **** is webhooks.secret of the gateway in the configuration. Where WAHA signs webhooks".into());
+        lines.push("(2024.11.5 and later), hmac_key is the better choice.".into());
+    }
+    lines.join("\n") + "\n"
 }
 
 fn needs_webhooks(gw: &GatewayConfig, key: &str) -> String {

@@ -96,6 +96,7 @@ pub static SPEC: FlowSpec = FlowSpec {
     events: EVENTS,
     codes: &zapi::CODES,
     cloud: None,
+    disconnects: &[],
 };
 
 /// The `provider` label of PlugChat's message-flow series.

@@ -111,6 +111,7 @@ pub static SPEC: FlowSpec = FlowSpec {
         account: &ACCOUNT,
         template: &TEMPLATE,
     }),
+    disconnects: &[],
 };
 
 /// Whom an event is about: a configured number by its id, else a number by its display phone

@@ -20,6 +20,7 @@ use crate::secret::Secret;
 
 pub mod demo;
 mod state;
+pub mod webhook;
 
 pub use state::{parse, parse_listing, State, Status};
 

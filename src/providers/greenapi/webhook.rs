@@ -45,6 +45,7 @@ pub static SPEC: FlowSpec = FlowSpec {
     events: &EVENTS,
     codes: &CODES,
     cloud: None,
+    disconnects: &[],
 };
 
 /// The fields an event is made of, wherever they were read from.

@@ -16,6 +16,7 @@ use crate::secret::Secret;
 
 pub mod demo;
 mod session;
+pub mod webhook;
 
 pub use session::{parse, parse_listing, SessionStatus, Status};
 

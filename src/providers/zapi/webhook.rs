@@ -41,6 +41,7 @@ pub static SPEC: FlowSpec = FlowSpec {
     events: &EVENTS,
     codes: &CODES,
     cloud: None,
+    disconnects: &[],
 };
 
 /// The events of a body: one callback, or a list of them.
