@@ -56,6 +56,8 @@ DS_REF = {"type": "prometheus", "uid": "${datasource}"}
 HISTOGRAMS = {
     "whatsapp_greenapi_notification_delay_seconds",
     "whatsapp_webhook_lag_seconds", "whatsapp_message_delivery_seconds",
+    "whatsapp_canary_accept_seconds", "whatsapp_canary_delivered_seconds",
+    "whatsapp_canary_arrival_seconds",
     "whatsapp_plugchat_attendance_duration_seconds",
     "whatsapp_plugchat_attendance_wait_seconds",
 }
@@ -82,6 +84,7 @@ METRICS = HISTOGRAMS | {
     "whatsapp_messages_received_total", "whatsapp_message_errors_total",
     "whatsapp_message_tracking_evictions_total", "whatsapp_cloudapi_quality_events_total",
     "whatsapp_cloudapi_account_events_total", "whatsapp_cloudapi_template_events_total",
+    "whatsapp_canary_runs_total", "whatsapp_canary_last_success_timestamp_seconds",
     "whatsapp_exporter_build_info", "whatsapp_exporter_config_last_reload_successful",
     "whatsapp_exporter_config_last_reload_success_timestamp_seconds",
     "process_resident_memory_bytes", "process_cpu_seconds_total", "up",

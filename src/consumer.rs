@@ -20,7 +20,12 @@ use crate::providers::greenapi::{
 use crate::providers::Source as AnySource;
 
 /// Reads the queue of `gw` until `stop`, counting each notification once and deleting it.
-pub async fn consume(gw: Arc<Gateway>, tracker: Arc<Tracker>, stop: CancellationToken) {
+pub async fn consume(
+    gw: Arc<Gateway>,
+    tracker: Arc<Tracker>,
+    canaries: Arc<crate::canary::Registry>,
+    stop: CancellationToken,
+) {
     let AnySource::GreenApi(src) = &gw.source else {
         return;
     };
@@ -44,6 +49,7 @@ pub async fn consume(gw: Arc<Gateway>, tracker: Arc<Tracker>, stop: Cancellation
             Ok(Some(n)) => {
                 if recent.insert(n.receipt_id) {
                     count(&gw, src, &tracker, &n);
+                    canaries.observe(gw.name(), std::iter::once(&n.event));
                 }
                 match delete_unless_stopped(src, n.receipt_id, &stop).await {
                     Some(r) => r.map(|()| Duration::ZERO),

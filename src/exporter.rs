@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::canary;
 use crate::clock::unix_seconds;
 use crate::config::{self, Config};
 use crate::consumer;
@@ -75,6 +76,8 @@ pub struct Exporter {
     pub messages: Arc<Tracker>,
     /// The webhooks of Z-API, Green API and Cloud API gateways.
     pub receiver: receiver::Receiver,
+    /// The delivery canaries whose `from` this replica owns.
+    pub canaries: Arc<canary::Registry>,
     reloading: tokio::sync::Mutex<()>,
     /// Reload requests so far, numbered from 1.
     reload_requests: std::sync::atomic::AtomicU64,
@@ -106,6 +109,9 @@ impl Exporter {
         let (receiver, repolls) = receiver::Receiver::new(messages.clone());
         let plugchat = webhooks::plugchat::Receiver::new(&metrics.registry, messages.clone())
             .map_err(|e| StartupError::Other(format!("metrics: {e}")))?;
+        let tracker = TaskTracker::new();
+        let canaries = Arc::new(canary::Registry::new(tracker.clone(), stop.clone()));
+        receiver.watch_canaries(canaries.clone());
         let exporter = Arc::new(Exporter {
             source,
             clients: http::Clients::new().map_err(StartupError::Other)?,
@@ -113,11 +119,12 @@ impl Exporter {
             gateways: RwLock::new(Arc::new(Vec::new())),
             running: Mutex::new(Default::default()),
             slots: Arc::new(scheduler::Slots::new(cfg.global.max_concurrent_polls)),
-            tracker: TaskTracker::new(),
+            tracker,
             stop,
             plugchat,
             messages: messages.clone(),
             receiver,
+            canaries,
             reloading: tokio::sync::Mutex::new(()),
             reload_requests: std::sync::atomic::AtomicU64::new(0),
             last_reload: Mutex::new((0, Ok(()))),
@@ -190,7 +197,11 @@ impl Exporter {
     /// Applies a configuration: unchanged gateways keep their state and task, changed ones start
     /// afresh, removed ones stop and their series go.
     fn apply(&self, cfg: Config) -> Result<(), String> {
+        canary::check_shard(&cfg.canaries, self.polling.shard)?;
         let Plan { next, started } = self.plan(cfg.gateways)?;
+        let own: Vec<&config::GatewayConfig> = next.iter().map(|g| &g.config).collect();
+        self.canaries
+            .configure(&cfg.canaries, &own, |g| self.clients.get(g.tls()))?;
         self.plugchat.configure(&cfg.plugchat);
         self.messages.set_limits(limits(&cfg.message_tracking));
         let cloud_apps = !cfg.cloudapi_apps.is_empty();
@@ -271,8 +282,9 @@ impl Exporter {
         if let providers::Source::GreenApi(s) = &gw.source {
             if s.consumes_queue() {
                 let messages = self.messages.clone();
+                let canaries = self.canaries.clone();
                 self.tracker
-                    .spawn(consumer::consume(gw.clone(), messages, stop));
+                    .spawn(consumer::consume(gw.clone(), messages, canaries, stop));
             }
         }
     }
@@ -303,6 +315,7 @@ impl Exporter {
         }
         fragments.extend(self.plugchat.fragments());
         fragments.extend(self.receiver.fragments());
+        fragments.extend(self.canaries.fragments());
         self.metrics.render(&fragments, gzip)
     }
 }

@@ -108,6 +108,9 @@ pub struct Event {
     /// The provider's own instance state label (Green API `stateInstance`), when pushed.
     pub state: Option<&'static str>,
     pub cloud: Option<CloudEvent>,
+    /// The nonce of a delivery canary's message, when an incoming message carries one
+    /// ([`canary_nonce`]); the text itself is never kept.
+    pub canary: Option<u64>,
 }
 
 impl Event {
@@ -117,6 +120,26 @@ impl Event {
             ..Default::default()
         }
     }
+}
+
+/// The words a canary's message starts with; the nonce follows as 16 hex digits.
+pub const CANARY_PREFIX: &str = "whatsapp_exporter canary ";
+
+/// The text of a canary's message carrying `nonce`.
+pub fn canary_text(nonce: u64) -> String {
+    format!("{CANARY_PREFIX}{nonce:016x}")
+}
+
+/// The nonce of a canary's message, when `text` is one (`whatsapp_exporter canary <16 hex>`,
+/// with whatever a template puts around it); `None` for any other text. Every provider's webhook
+/// parser calls it on an incoming message's text, and keeps only the number.
+pub fn canary_nonce(text: &str) -> Option<u64> {
+    let at = text.find(CANARY_PREFIX)?;
+    let hex = text.get(at + CANARY_PREFIX.len()..at + CANARY_PREFIX.len() + 16)?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
 }
 
 /// What a body held: its events, and how many of its entries could not be read.
@@ -227,6 +250,25 @@ mod tests {
         assert_eq!(unix_time(Some(&v("0"))), None);
         assert_eq!(unix_time(Some(&v("\"soon\""))), None);
         assert_eq!(unix_time(None), None);
+    }
+
+    #[test]
+    fn canary_nonces_are_found_and_nothing_else() {
+        let n = 0x0123_4567_89ab_cdef;
+        assert_eq!(canary_nonce(&canary_text(n)), Some(n));
+        assert_eq!(canary_nonce(&canary_text(7)), Some(7));
+        let templated = format!("Delivery check: {} (ignore)", canary_text(n));
+        assert_eq!(canary_nonce(&templated), Some(n));
+        assert_eq!(canary_nonce("whatsapp_exporter canary 0123"), None, "short");
+        assert_eq!(
+            canary_nonce("whatsapp_exporter canary 0123456789abcdeg"),
+            None
+        );
+        assert_eq!(canary_nonce("hello"), None);
+        assert_eq!(
+            canary_nonce("whatsapp_exporter canary é23456789abcdef0"),
+            None
+        );
     }
 
     #[test]

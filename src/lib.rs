@@ -18,7 +18,8 @@
 //!    poll (and login), its series, its pure webhook parser and its demo simulator; and
 //!    [`webhooks`]: the PlugChat receiver and the command that registers webhooks.
 //! 4. The runtime: [`gateway`] (a configured gateway's state and rendered series), [`scheduler`]
-//!    (one poll schedule per gateway), [`consumer`] (the Green API queue), [`receiver`] (every
+//!    (one poll schedule per gateway), [`canary`] (real messages between two gateways, timed end to
+//!    end), [`consumer`] (the Green API queue), [`receiver`] (every
 //!    polled provider's webhooks, routed, authenticated and counted), [`metrics`] (the
 //!    exporter's own registry and `/metrics`), [`exporter`] (all of it, reloadable).
 //! 5. The edge: [`server`], [`probe`] and [`status_page`] (the HTTP endpoints), [`conns`] (the
@@ -27,6 +28,7 @@
 //!    subcommands). `main.rs` holds only what parses them and runs.
 
 pub mod app;
+pub mod canary;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -54,7 +54,11 @@ impl Metrics {
         registry.register(Box::new(process::Process::new()?))?;
         Ok(Metrics {
             registry,
-            family_sets: crate::providers::family_sets(),
+            family_sets: {
+                let mut sets = crate::providers::family_sets();
+                sets.push(&crate::canary::FAMILIES);
+                sets
+            },
             reload_successful,
             reload_success_timestamp,
             log_lines_dropped,

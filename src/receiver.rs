@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -73,6 +73,8 @@ pub struct Receiver {
     unknown: AtomicU64,
     repoll: mpsc::Sender<Arc<Gateway>>,
     repolled: Mutex<HashMap<String, Instant>>,
+    /// The canaries that follow their messages in the events delivered here.
+    canaries: OnceLock<Arc<crate::canary::Registry>>,
 }
 
 #[derive(Default)]
@@ -121,8 +123,14 @@ impl Receiver {
             unknown: AtomicU64::new(0),
             repoll: tx,
             repolled: Mutex::new(HashMap::new()),
+            canaries: OnceLock::new(),
         };
         (r, rx)
+    }
+
+    /// Lets the canaries see the events of every gateway delivered from now on.
+    pub fn watch_canaries(&self, canaries: Arc<crate::canary::Registry>) {
+        let _ = self.canaries.set(canaries);
     }
 
     /// Applies a configuration's gateways and apps; apps kept by name keep their counters.
@@ -289,6 +297,9 @@ impl Receiver {
                 f.unparsed(unparsed);
             }
         });
+        if let Some(c) = self.canaries.get() {
+            c.observe(gw.name(), events.clone());
+        }
         for e in events {
             match (
                 providers::pushed_observation(gw.config.provider, e),

@@ -42,6 +42,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "scheduler",
             "consumer",
             "receiver",
+            "canary",
             "metrics",
             "exporter",
         ],

@@ -42,6 +42,12 @@ fn exposed() -> BTreeSet<String> {
         .map(str::to_string)
         .collect();
     names.extend(all_families().map(|f| f.name.to_string()));
+    // Canaries are opt-in: the golden page has none.
+    names.extend(
+        whatsapp_exporter::canary::FAMILIES
+            .iter()
+            .map(|f| f.name.to_string()),
+    );
     names
 }
 

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::provider::Provider;
 use crate::secret::Secret;
 
+mod canary;
 mod cloudapi;
 mod discovery;
 mod evolution;
@@ -23,6 +24,7 @@ mod waba;
 mod waha;
 mod zapi;
 
+pub use canary::{normalise_number, receives_pushes, CanaryConfig, Template};
 pub use cloudapi::{check_api_version, check_phone_number_id, DEFAULT_GRAPH_API_VERSION};
 pub use discovery::{
     is_label_safe_instance, Instances, Target, DEFAULT_MAX_INSTANCES, MAX_INSTANCE_NAME,
@@ -58,6 +60,8 @@ pub struct Config {
     /// `webhooks.cloudapi`: one receiver per Meta app.
     pub cloudapi_apps: Vec<CloudApiApp>,
     pub message_tracking: MessageTracking,
+    /// `canaries:`: real messages between configured gateways (`docs/canaries.md`).
+    pub canaries: Vec<CanaryConfig>,
 }
 
 /// A Meta app whose webhooks arrive at `/webhooks/cloudapi/<app>`.
@@ -216,6 +220,8 @@ struct RawConfig {
     gateways: Option<Vec<serde_yaml_ng::Value>>,
     #[serde(default)]
     webhooks: Option<RawWebhooks>,
+    #[serde(default)]
+    canaries: Option<Vec<serde_yaml_ng::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -339,6 +345,15 @@ pub fn parse_with(text: &str, env: Env, secrets: Secrets) -> Result<Config, Conf
         errors.append(&mut ctx.errors);
     }
 
+    let canaries = canary::parse(
+        raw.canaries.unwrap_or_default(),
+        &gateways,
+        &cloudapi_apps,
+        env,
+        secrets,
+        &mut errors,
+    );
+
     if errors.is_empty() {
         Ok(Config {
             global,
@@ -346,6 +361,7 @@ pub fn parse_with(text: &str, env: Env, secrets: Secrets) -> Result<Config, Conf
             plugchat,
             cloudapi_apps,
             message_tracking,
+            canaries,
         })
     } else {
         Err(ConfigError(errors))

@@ -19,6 +19,7 @@ use crate::secret::Secret;
 pub mod demo;
 mod graph;
 mod phone;
+pub mod send;
 pub mod webhook;
 
 pub use graph::{graph_error, graph_poll_error, judge, GraphError};

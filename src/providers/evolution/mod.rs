@@ -19,6 +19,7 @@ use crate::providers::shape::{Observation, Poller};
 use crate::secret::Secret;
 
 pub mod demo;
+pub mod send;
 mod state;
 pub mod webhook;
 

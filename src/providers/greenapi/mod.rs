@@ -24,6 +24,7 @@ use crate::secret::Secret;
 
 pub mod demo;
 mod queue;
+pub mod send;
 mod state;
 pub mod webhook;
 

@@ -150,6 +150,9 @@ struct NotificationBody {
     /// Read only for its leading error id (`SWE004: ...`).
     #[serde(default)]
     description: Option<serde_json::Value>,
+    /// Read only for a canary's nonce.
+    #[serde(default, rename = "messageData")]
+    message_data: Option<serde_json::Value>,
 }
 
 /// Parses a `receiveNotification` answer: `null` is an empty queue. Without a usable
@@ -187,6 +190,7 @@ pub fn parse_notification(body: &[u8]) -> Result<Option<Notification>, PollError
         status: s(&b.status),
         description: s(&b.description),
         state: s(&b.state_instance),
+        text: webhook::message_text(b.message_data.as_ref()),
     });
     Ok(Some(Notification {
         receipt_id,

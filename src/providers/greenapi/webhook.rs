@@ -57,6 +57,8 @@ pub struct Fields<'a> {
     pub status: Option<&'a str>,
     pub description: Option<&'a str>,
     pub state: Option<&'a str>,
+    /// An incoming message's text, read only for a canary's nonce.
+    pub text: Option<&'a str>,
 }
 
 impl<'a> Fields<'a> {
@@ -69,6 +71,7 @@ impl<'a> Fields<'a> {
             status: s("status"),
             description: s("description"),
             state: s("stateInstance"),
+            text: message_text(o.get("messageData")),
         }
     }
 }
@@ -93,6 +96,16 @@ pub fn parse(body: &[u8]) -> Result<Batch, Refused> {
     Ok(batch)
 }
 
+/// The text of an incoming message's `messageData`: `textMessageData.textMessage`, or
+/// `extendedTextMessageData.text` (a text with a link preview).
+pub fn message_text(data: Option<&Value>) -> Option<&str> {
+    let d = data?;
+    d.get("textMessageData")
+        .and_then(|t| t.get("textMessage"))
+        .or_else(|| d.get("extendedTextMessageData").and_then(|t| t.get("text")))
+        .and_then(Value::as_str)
+}
+
 /// One notification.
 pub fn event(f: Fields) -> Event {
     let kind = f.kind.map(str::trim).unwrap_or("");
@@ -100,7 +113,10 @@ pub fn event(f: Fields) -> Event {
     e.timestamp = flow::unix_time(f.timestamp);
     let key = || MessageKey::of(f.id.unwrap_or("")).into_iter().collect();
     match e.name {
-        "incomingMessageReceived" => e.received = 1,
+        "incomingMessageReceived" => {
+            e.received = 1;
+            e.canary = f.text.and_then(flow::canary_nonce);
+        }
         "outgoingAPIMessageReceived" => {
             e.accepted = true;
             e.messages = key();
@@ -233,6 +249,9 @@ mod tests {
             assert_eq!(one(f).name, name, "{f}");
         }
         assert_eq!(one("incoming_text").received, 1);
+        assert_eq!(one("incoming_text").canary, None);
+        let canary = parse(br#"{"typeWebhook":"incomingMessageReceived","messageData":{"typeMessage":"extendedTextMessage","extendedTextMessageData":{"text":"whatsapp_exporter canary 000000000000abcd"}}}"#).unwrap();
+        assert_eq!(canary.items[0].canary, Some(0xabcd));
         let api = one("outgoing_api_message_received");
         assert!(api.accepted && api.messages.len() == 1);
         assert_eq!(one("quota_exceeded").timestamp, None);

@@ -28,6 +28,7 @@ use crate::secret::Secret;
 pub mod demo;
 mod login;
 mod render;
+pub mod send;
 mod support;
 
 use login::Login;

@@ -15,6 +15,7 @@ use crate::providers::shape::{Observation, Poller};
 use crate::secret::Secret;
 
 pub mod demo;
+pub mod send;
 mod session;
 pub mod webhook;
 

@@ -12,6 +12,7 @@ use crate::providers::shape::{Observation, Poller};
 use crate::secret::Secret;
 
 pub mod demo;
+pub mod send;
 mod status;
 pub mod webhook;
 

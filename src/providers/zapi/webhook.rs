@@ -105,6 +105,13 @@ pub fn event(v: &Value) -> Option<Event> {
         "ReceivedCallback" => {
             let own = o.get("fromMe").and_then(crate::json::boolean) == Some(true);
             e.received = u32::from(!own);
+            if !own {
+                e.canary = o
+                    .get("text")
+                    .and_then(|t| t.get("message"))
+                    .and_then(Value::as_str)
+                    .and_then(flow::canary_nonce);
+            }
         }
         _ => {}
     }
@@ -234,6 +241,13 @@ mod tests {
         assert_eq!(one("received_image").received, 1);
         let own = parse(br#"{"type":"ReceivedCallback","fromMe":true}"#).unwrap();
         assert_eq!(own.items[0].received, 0, "sent from the phone");
+        assert_eq!(r.canary, None, "an ordinary text");
+        let canary = parse(
+            br#"{"type":"ReceivedCallback","fromMe":false,"text":{"message":"whatsapp_exporter canary 00000000000000ff"}}"#,
+        )
+        .unwrap();
+        assert_eq!(canary.items[0].canary, Some(255));
+        assert!(!format!("{canary:?}").contains("whatsapp_exporter"));
     }
 
     #[test]

@@ -1,0 +1,60 @@
+//! Evolution API `POST /message/sendText/{instance}` with `{number, text}` and the `apikey`
+//! header; the answer (HTTP 201) carries the message id in `key.id`, the id of its
+//! `messages.update` events.
+
+use serde_json::{json, Value};
+
+use crate::config::{EvolutionConfig, GatewayConfig, Target};
+use crate::error::PollError;
+use crate::http::path_segment;
+use crate::providers::send::{string_at, Message, Request};
+use crate::secret::Secret;
+
+pub fn request(gw: &GatewayConfig, c: &EvolutionConfig, m: &Message) -> Result<Request, PollError> {
+    let Target::One(instance) = &c.target else {
+        return Err(PollError::InvalidResponse(
+            "a whole server cannot send: name one instance".into(),
+        ));
+    };
+    Ok(Request {
+        url: Secret::new(format!(
+            "{}/message/sendText/{}",
+            gw.url,
+            path_segment(instance)
+        )),
+        headers: vec![("apikey", c.token.clone())],
+        body: json!({"number": m.number, "text": m.text}),
+    })
+}
+
+pub fn message_id(v: &Value) -> Option<&str> {
+    string_at(v, &["key", "id"])
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::flow::MessageKey;
+    use crate::providers::send::tests::{gateway, judged};
+    use crate::providers::send::{request, Message};
+
+    #[test]
+    fn the_documented_request_and_answer() {
+        let gw = gateway("  - {name: e, provider: evolution, url: 'http://127.0.0.1:9', instance: my-instance, token: K0123456789}\n");
+        let m = Message {
+            number: "553198296801",
+            text: "hi",
+            template: None,
+        };
+        let r = request(&gw, &m).unwrap();
+        assert_eq!(
+            r.url.expose(),
+            "http://127.0.0.1:9/message/sendText/my-instance"
+        );
+        assert_eq!(r.headers[0].0, "apikey");
+        assert_eq!(r.body["number"], "553198296801");
+        assert_eq!(
+            judged(&gw, "evolution", "send_text").unwrap(),
+            MessageKey::of("BAE594145F4C59B4").unwrap()
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Sending one text, for the delivery canary: each provider's folder builds its send request and
+//! finds the message id in the answer (`providers::<name>::send`); this file dispatches on the
+//! gateway's typed configuration and makes the call.
+//!
+//! The id is hashed into a [`MessageKey`] at once, the same key the webhook parsers make of a
+//! status's id, so a status finds its send without the id being kept. The number and the text are
+//! in the request only; an error never quotes the answer's body.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::{GatewayConfig, ProviderConfig, Template};
+use crate::error::PollError;
+use crate::flow::MessageKey;
+use crate::http::fetch;
+use crate::secret::Secret;
+
+/// One send request: a POST of `body` as JSON. The URL holds tokens for some providers.
+pub struct Request {
+    pub url: Secret,
+    pub headers: Vec<(&'static str, Secret)>,
+    pub body: Value,
+}
+
+/// What a canary asks the gateway to send: `text` to `number` (digits only).
+pub struct Message<'a> {
+    pub number: &'a str,
+    pub text: &'a str,
+    /// A Cloud API sender's template, whose first body parameter takes `text`.
+    pub template: Option<&'a Template>,
+}
+
+/// The send request of the gateway's provider; `Err` for a gateway that cannot send.
+pub fn request(gw: &GatewayConfig, m: &Message) -> Result<Request, PollError> {
+    match &gw.settings {
+        ProviderConfig::Zapi(c) => Ok(super::zapi::send::request(gw, c, m)),
+        ProviderConfig::GreenApi(c) => Ok(super::greenapi::send::request(gw, c, m)),
+        ProviderConfig::CloudApi(c) => super::cloudapi::send::request(gw, c, m),
+        ProviderConfig::Waba(c) => super::waba::send::request(gw, c, m),
+        ProviderConfig::Evolution(c) => super::evolution::send::request(gw, c, m),
+        ProviderConfig::Waha(c) => super::waha::send::request(gw, c, m),
+    }
+}
+
+/// The key of the message id in a 2xx answer of the gateway's provider.
+pub fn accepted(gw: &GatewayConfig, body: &[u8]) -> Result<MessageKey, PollError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| PollError::from_json(&e))?;
+    let id = match &gw.settings {
+        ProviderConfig::Zapi(_) => super::zapi::send::message_id(&v),
+        ProviderConfig::GreenApi(_) => super::greenapi::send::message_id(&v),
+        ProviderConfig::CloudApi(_) => super::cloudapi::send::message_id(&v),
+        ProviderConfig::Waba(_) => super::waba::send::message_id(&v),
+        ProviderConfig::Evolution(_) => super::evolution::send::message_id(&v),
+        ProviderConfig::Waha(_) => super::waha::send::message_id(&v),
+    };
+    id.and_then(MessageKey::of)
+        .ok_or_else(|| PollError::InvalidResponse("the send answer names no message id".into()))
+}
+
+/// The judgement of a whole send answer: a 2xx with a message id, else the error a poll would
+/// report for that status (401/403 unauthorized, 429 rate limited, others http_status).
+pub fn judge(gw: &GatewayConfig, answer: &crate::http::Answer) -> Result<MessageKey, PollError> {
+    answer.check_status()?;
+    accepted(gw, &answer.body)
+}
+
+/// Sends the message and returns the key of its id, within `timeout`.
+pub async fn send(
+    client: &reqwest::Client,
+    gw: &GatewayConfig,
+    m: &Message<'_>,
+    timeout: Duration,
+) -> Result<MessageKey, PollError> {
+    let r = request(gw, m)?;
+    let mut req = client
+        .post(r.url.expose())
+        .header(reqwest::header::ACCEPT, "application/json")
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(r.body.to_string());
+    for (k, v) in &r.headers {
+        req = req.header(*k, v.expose());
+    }
+    let answer = fetch(req, timeout).await?;
+    judge(gw, &answer)
+}
+
+/// A JSON string at `path` (object keys, or array indexes as numbers).
+pub(crate) fn string_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut at = v;
+    for p in path {
+        at = match p.parse::<usize>() {
+            Ok(i) => at.get(i)?,
+            Err(_) => at.get(*p)?,
+        };
+    }
+    at.as_str().map(str::trim).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A fixture of `tests/fixtures/canary/<provider>/<name>.json`: its answer's status and body.
+    pub fn fixture(provider: &str, name: &str) -> (u16, Vec<u8>) {
+        let path = format!(
+            "{}/tests/fixtures/canary/{provider}/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(
+            v["source"].as_str().is_some_and(|s| !s.is_empty()),
+            "{path}: no source"
+        );
+        let a = &v["answer"];
+        let status = a["status"].as_u64().unwrap() as u16;
+        let body = match &a["body"] {
+            Value::String(s) => s.clone().into_bytes(),
+            b => serde_json::to_vec(b).unwrap(),
+        };
+        (status, body)
+    }
+
+    pub fn gateway(yaml: &str) -> GatewayConfig {
+        let cfg = crate::config::parse(&format!("gateways:\n{yaml}"), &|_| None).unwrap();
+        cfg.gateways.into_iter().next().unwrap()
+    }
+
+    pub fn answer(status: u16, body: Vec<u8>) -> crate::http::Answer {
+        crate::http::Answer {
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            body: body.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Judges a fixture's answer for `gw`.
+    pub fn judged(gw: &GatewayConfig, provider: &str, name: &str) -> Result<MessageKey, PollError> {
+        let (status, body) = fixture(provider, name);
+        judge(gw, &answer(status, body))
+    }
+
+    #[test]
+    fn paths_through_json() {
+        let v: Value = serde_json::from_str(r#"{"a":[{"b":" x "}],"c":""}"#).unwrap();
+        assert_eq!(string_at(&v, &["a", "0", "b"]), Some("x"));
+        assert_eq!(string_at(&v, &["c"]), None);
+        assert_eq!(string_at(&v, &["a", "1", "b"]), None);
+    }
+}

@@ -1,0 +1,76 @@
+//! Z-API / PlugzAPI `POST /instances/{instance}/token/{token}/send-text` with `{phone, message}`
+//! and the `Client-Token` header when configured (Z-API docs, `message/send-message-text.md`). The
+//! answer `{zaapId, messageId, id}` carries the WhatsApp id in `messageId` (`id` is a copy for
+//! Zapier); statuses (MessageStatusCallback `ids[]`) name the same id.
+
+use serde_json::{json, Value};
+
+use crate::config::{GatewayConfig, ZapiConfig};
+use crate::http::path_segment;
+use crate::providers::send::{string_at, Message, Request};
+use crate::secret::Secret;
+
+pub fn request(gw: &GatewayConfig, c: &ZapiConfig, m: &Message) -> Request {
+    let url = format!(
+        "{}/instances/{}/token/{}/send-text",
+        gw.url,
+        path_segment(&c.instance),
+        path_segment(c.token.expose())
+    );
+    Request {
+        url: Secret::new(url),
+        headers: c
+            .client_token
+            .iter()
+            .map(|t| ("Client-Token", t.clone()))
+            .collect(),
+        body: json!({"phone": m.number, "message": m.text}),
+    }
+}
+
+pub fn message_id(v: &Value) -> Option<&str> {
+    string_at(v, &["messageId"]).or_else(|| string_at(v, &["id"]))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Reason;
+    use crate::flow::MessageKey;
+    use crate::providers::send::tests::{gateway, judged};
+    use crate::providers::send::{request, Message};
+
+    fn gw() -> crate::config::GatewayConfig {
+        gateway("  - {name: z, provider: zapi, url: 'http://127.0.0.1:9', instance: I, token: T0123456789, client_token: C0123456789}\n")
+    }
+
+    #[test]
+    fn the_documented_request_and_answer() {
+        let m = Message {
+            number: "5511999998888",
+            text: "hello",
+            template: None,
+        };
+        let r = request(&gw(), &m).unwrap();
+        assert_eq!(
+            r.url.expose(),
+            "http://127.0.0.1:9/instances/I/token/T0123456789/send-text"
+        );
+        assert_eq!(r.headers[0].0, "Client-Token");
+        assert_eq!(
+            r.body,
+            serde_json::json!({"phone": "5511999998888", "message": "hello"})
+        );
+        assert_eq!(
+            judged(&gw(), "zapi", "send_text").unwrap(),
+            MessageKey::of("D241XXXX732339502B68").unwrap()
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let e = judged(&gw(), "zapi", "send_text_no_id").unwrap_err();
+        assert_eq!(e.reason(), Reason::InvalidResponse);
+        let e = judged(&gw(), "zapi", "client_token_refused_403").unwrap_err();
+        assert_eq!(e.reason(), Reason::Unauthorized);
+    }
+}

@@ -1,0 +1,613 @@
+//! The delivery canary, black-box: mock gateways on 127.0.0.1 answer the send endpoint and then
+//! relay the message, pushing its status to the exporter as `from`'s webhooks and its arrival as
+//! `to`'s, with the delays, losses and refusals each test asks for. The tests run the canary
+//! themselves (`run_now`, as its schedule would); its first scheduled run is 30 s or more after
+//! the start, past the end of every test.
+
+mod common;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::{reply, sample, Exporter, Mock, MockBody, Seen};
+use hyper::Response;
+use whatsapp_exporter::canary::RunResult;
+
+const NUMBER: &str = "5511988887777";
+const ZAPI_SECRET: &str = "zapi-webhook-secret-0123456789";
+const GREEN_TOKEN: &str = "green-webhook-token-0123456789";
+const APP_SECRET: &str = "meta-app-secret-0123456789";
+
+/// What the relay does with the next sends.
+#[derive(Clone)]
+struct Plan {
+    /// The send endpoint's answer: `None` accepts with an id.
+    refuse: Option<(u16, &'static str)>,
+    /// Delay of the `delivered` status, none when `None`.
+    status: Option<Duration>,
+    /// A failed delivery (Z-API's DeliveryCallback with SHADOW_BAN) instead of a status.
+    banned: bool,
+    /// Delay of the arrival on `to`, none when `None`.
+    arrival: Option<Duration>,
+    /// Push the status and the arrival before answering the send.
+    before_answer: bool,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan {
+            refuse: None,
+            status: Some(Duration::from_millis(30)),
+            banned: false,
+            arrival: Some(Duration::from_millis(60)),
+            before_answer: false,
+        }
+    }
+}
+
+/// Which providers stand at each end.
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    Zapi,
+    Green,
+    Cloud,
+}
+
+/// The mock gateways and where they push.
+struct Relay {
+    plan: Mutex<Plan>,
+    exporter: OnceLock<String>,
+    from: End,
+    to: End,
+    /// The texts sent, as the gateway saw them.
+    texts: Mutex<Vec<String>>,
+    ids: Mutex<u32>,
+}
+
+impl Relay {
+    fn new(from: End, to: End) -> Arc<Relay> {
+        Arc::new(Relay {
+            plan: Mutex::new(Plan::default()),
+            exporter: OnceLock::new(),
+            from,
+            to,
+            texts: Mutex::new(Vec::new()),
+            ids: Mutex::new(0),
+        })
+    }
+
+    fn set(&self, p: Plan) {
+        *self.plan.lock().unwrap() = p;
+    }
+
+    async fn handle(self: Arc<Self>, s: Seen) -> Response<MockBody> {
+        let p = &s.path;
+        if p.ends_with("/status") {
+            return reply(
+                200,
+                r#"{"connected":true,"session":true,"smartphoneConnected":true}"#,
+            );
+        }
+        if p.contains("getStateInstance") {
+            return reply(200, r#"{"stateInstance":"authorized"}"#);
+        }
+        if !(p.ends_with("/send-text") || p.contains("/sendMessage/") || p.ends_with("/messages")) {
+            // The Cloud API number's own poll.
+            return reply(
+                200,
+                r#"{"id":"106540352242922","verified_name":"Test","code_verification_status":"VERIFIED","quality_rating":"GREEN","platform_type":"CLOUD_API","throughput":{"level":"STANDARD"},"status":"CONNECTED","name_status":"APPROVED"}"#,
+            );
+        }
+        let body: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+        let text = body["message"]
+            .as_str()
+            .or_else(|| body["template"]["components"][0]["parameters"][0]["text"].as_str())
+            .unwrap()
+            .to_string();
+        self.texts.lock().unwrap().push(text.clone());
+        let plan = self.plan.lock().unwrap().clone();
+        if let Some((code, answer)) = plan.refuse {
+            return reply(code, answer);
+        }
+        let id = {
+            let mut n = self.ids.lock().unwrap();
+            *n += 1;
+            format!("3EB0C767D097B7C7{:04}", *n)
+        };
+        let pushes = {
+            let me = self.clone();
+            let (id, text) = (id.clone(), text.clone());
+            async move {
+                let status = async {
+                    if plan.banned {
+                        me.push_from_failure(&id).await;
+                    } else if let Some(d) = plan.status {
+                        tokio::time::sleep(d).await;
+                        me.push_status(&id).await;
+                    }
+                };
+                let arrival = async {
+                    if let Some(d) = plan.arrival {
+                        tokio::time::sleep(d).await;
+                        me.push_arrival(&text).await;
+                    }
+                };
+                tokio::join!(status, arrival);
+            }
+        };
+        if plan.before_answer {
+            pushes.await;
+        } else {
+            tokio::spawn(pushes);
+        }
+        match self.from {
+            End::Zapi => reply(
+                200,
+                format!(r#"{{"zaapId":"Z{id}","messageId":"{id}","id":"{id}"}}"#),
+            ),
+            End::Green => reply(200, format!(r#"{{"idMessage":"{id}"}}"#)),
+            End::Cloud => reply(
+                200,
+                format!(
+                    r#"{{"messaging_product":"whatsapp","contacts":[{{"input":"{NUMBER}","wa_id":"{NUMBER}"}}],"messages":[{{"id":"wamid.{id}","message_status":"accepted"}}]}}"#
+                ),
+            ),
+        }
+    }
+
+    async fn post(&self, end: End, gateway: &str, body: String) {
+        let base = self.exporter.get().unwrap();
+        let c = common::client();
+        let req = match end {
+            End::Zapi => c.post(format!("{base}/webhooks/{gateway}?secret={ZAPI_SECRET}")),
+            End::Green => c
+                .post(format!("{base}/webhooks/{gateway}"))
+                .header("authorization", format!("Bearer {GREEN_TOKEN}")),
+            End::Cloud => {
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, APP_SECRET.as_bytes());
+                let tag = ring::hmac::sign(&key, body.as_bytes());
+                let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+                c.post(format!("{base}/webhooks/cloudapi/app"))
+                    .header("x-hub-signature-256", format!("sha256={hex}"))
+            }
+        };
+        let r = req
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "the exporter refused a push");
+    }
+
+    async fn push_status(&self, id: &str) {
+        let body = match self.from {
+            End::Zapi => format!(
+                r#"{{"type":"MessageStatusCallback","status":"RECEIVED","ids":["{id}"],"momment":{}}}"#,
+                now_ms()
+            ),
+            End::Green => format!(
+                r#"{{"typeWebhook":"outgoingMessageStatus","timestamp":{},"idMessage":"{id}","status":"delivered","sendByApi":true}}"#,
+                now_ms() / 1000
+            ),
+            End::Cloud => format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"106540352242922"}},"statuses":[{{"id":"wamid.{id}","status":"delivered","timestamp":"{}","recipient_id":"{NUMBER}"}}]}}}}]}}]}}"#,
+                now_ms() / 1000
+            ),
+        };
+        self.post(self.from, "sales", body).await;
+    }
+
+    async fn push_from_failure(&self, id: &str) {
+        let body = format!(
+            r#"{{"type":"DeliveryCallback","messageId":"{id}","error":"Your number is shadow banned","errorCode":"SHADOW_BAN"}}"#
+        );
+        self.post(End::Zapi, "sales", body).await;
+    }
+
+    async fn push_arrival(&self, text: &str) {
+        let text = serde_json::to_string(text).unwrap();
+        let body = match self.to {
+            End::Zapi => format!(
+                r#"{{"type":"ReceivedCallback","fromMe":false,"phone":"5511977776666","messageId":"X1","momment":{},"text":{{"message":{text}}}}}"#,
+                now_ms()
+            ),
+            End::Green => format!(
+                r#"{{"typeWebhook":"incomingMessageReceived","timestamp":{},"idMessage":"X1","senderData":{{"chatId":"5511977776666@c.us"}},"messageData":{{"typeMessage":"textMessage","textMessageData":{{"textMessage":{text}}}}}}}"#,
+                now_ms() / 1000
+            ),
+            End::Cloud => unreachable!("no test receives on the Cloud API"),
+        };
+        self.post(self.to, "support", body).await;
+    }
+}
+
+fn now_ms() -> u64 {
+    (common::unix_now() * 1000.0) as u64
+}
+
+fn gateway_yaml(end: End, name: &str, url: &str) -> String {
+    match end {
+        End::Zapi => format!(
+            "  - name: {name}\n    provider: zapi\n    url: {url}\n    instance: I{name}\n    token: zapi-token-for-tests-{name}\n    webhooks: {{secret: {ZAPI_SECRET}}}\n"
+        ),
+        End::Green => format!(
+            "  - name: {name}\n    provider: greenapi\n    url: {url}\n    instance: 1101000001\n    token: green-token-for-tests-{name}\n    webhooks: {{token: {GREEN_TOKEN}}}\n"
+        ),
+        End::Cloud => format!(
+            "  - name: {name}\n    provider: cloudapi\n    url: {url}\n    phone_number_id: '106540352242922'\n    token: cloud-token-for-tests\n"
+        ),
+    }
+}
+
+fn config(from: End, to: End, url: &str, extra: &str) -> String {
+    let template = if from == End::Cloud {
+        "    template: {name: canary, language: en}\n"
+    } else {
+        ""
+    };
+    let apps = if from == End::Cloud {
+        format!("webhooks:\n  cloudapi:\n    - {{app: app, app_secret: {APP_SECRET}, verify_token: verify-token-0123456789}}\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "global:\n  interval: 1h\n  timeout: 5s\ngateways:\n{}{}{apps}canaries:\n  - name: probe\n    from: sales\n    to: support\n    to_number: '+55 11 98888-7777'\n    interval: 5m\n    timeout: 2s\n{template}{extra}",
+        gateway_yaml(from, "sales", url),
+        gateway_yaml(to, "support", url),
+    )
+}
+
+async fn world(from: End, to: End, extra: &str) -> (Arc<Relay>, Mock, Exporter) {
+    let relay = Relay::new(from, to);
+    let r = relay.clone();
+    let mock = Mock::start(move |s| r.clone().handle(s)).await;
+    let ex = Exporter::start(&config(from, to, &mock.url(), extra)).await;
+    relay.exporter.set(ex.url("")).unwrap();
+    (relay, mock, ex)
+}
+
+async fn run(ex: &Exporter) -> Option<RunResult> {
+    let canaries = &ex.running.as_ref().unwrap().exporter.canaries;
+    tokio::time::timeout(Duration::from_secs(10), canaries.run_now("probe"))
+        .await
+        .expect("a run ends within its timeout")
+}
+
+fn runs(m: &str, result: &str) -> f64 {
+    sample(
+        m,
+        "whatsapp_canary_runs_total",
+        &[
+            ("canary", "probe"),
+            ("from", "sales"),
+            ("to", "support"),
+            ("result", result),
+        ],
+    )
+    .unwrap_or_else(|| panic!("no runs_total{{result={result}}} in\n{m}"))
+}
+
+fn count(m: &str, family: &str) -> f64 {
+    sample(m, &format!("{family}_count"), &[("canary", "probe")]).unwrap()
+}
+
+fn nothing_private(m: &str) {
+    let logs = common::logs();
+    for private in [
+        NUMBER,
+        "98888-7777",
+        "zapi-token-for-tests",
+        "whatsapp_exporter canary ",
+    ] {
+        assert!(!m.contains(private), "{private} in /metrics");
+        assert!(!logs.contains(private), "{private} in the logs");
+    }
+}
+
+#[tokio::test]
+async fn a_message_that_arrives_is_timed_end_to_end() {
+    let (relay, mock, ex) = world(End::Zapi, End::Green, "").await;
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    let m = ex.metrics().await;
+    assert_eq!(runs(&m, "delivered"), 1.0);
+    for r in ["lost", "status_only", "send_failed"] {
+        assert_eq!(runs(&m, r), 0.0, "{r}");
+    }
+    for f in [
+        "whatsapp_canary_accept_seconds",
+        "whatsapp_canary_delivered_seconds",
+        "whatsapp_canary_arrival_seconds",
+    ] {
+        assert_eq!(count(&m, f), 1.0, "{f}");
+    }
+    let last = sample(
+        &m,
+        "whatsapp_canary_last_success_timestamp_seconds",
+        &[("canary", "probe")],
+    )
+    .unwrap();
+    assert!((last - common::unix_now()).abs() < 60.0);
+    // The gateway was asked to send a recognisable text to the configured number.
+    let send = mock
+        .seen()
+        .into_iter()
+        .find(|s| s.path.ends_with("/send-text"))
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&send.body).unwrap();
+    assert_eq!(body["phone"], NUMBER);
+    let text = relay.texts.lock().unwrap()[0].clone();
+    assert!(
+        text.starts_with("whatsapp_exporter canary ") && text.len() == 41,
+        "{text}"
+    );
+    // The message-flow series count the canary's events like any other.
+    assert_eq!(
+        sample(
+            &m,
+            "whatsapp_messages_received_total",
+            &[("gateway", "support")]
+        ),
+        Some(1.0)
+    );
+    nothing_private(&m);
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_that_never_comes_back_is_lost() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    relay.set(Plan {
+        status: None,
+        arrival: None,
+        ..Plan::default()
+    });
+    assert_eq!(run(&ex).await, Some(RunResult::Lost));
+    let m = ex.metrics().await;
+    assert_eq!(runs(&m, "lost"), 1.0);
+    assert_eq!(
+        count(&m, "whatsapp_canary_accept_seconds"),
+        1.0,
+        "it was accepted"
+    );
+    assert_eq!(count(&m, "whatsapp_canary_arrival_seconds"), 0.0);
+    assert!(sample(&m, "whatsapp_canary_last_success_timestamp_seconds", &[]).is_none());
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn refused_sends_are_send_failed() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    for (code, body) in [
+        (401, r#"{"error":"Unauthorized"}"#),
+        (
+            403,
+            r#"{"error":"Client-Token zapi-token-for-tests-sales not allowed"}"#,
+        ),
+        (429, r#"{"error":"Too many requests"}"#),
+        (200, r#"{"error":"Unable to send message"}"#),
+    ] {
+        relay.set(Plan {
+            refuse: Some((code, body)),
+            ..Plan::default()
+        });
+        assert_eq!(run(&ex).await, Some(RunResult::SendFailed), "{code} {body}");
+    }
+    let m = ex.metrics().await;
+    assert_eq!(runs(&m, "send_failed"), 4.0);
+    assert_eq!(count(&m, "whatsapp_canary_accept_seconds"), 0.0);
+    assert!(common::logs().contains("canary send refused"));
+    nothing_private(&m);
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_banned_number_fails_at_once_and_counts_as_lost() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    relay.set(Plan {
+        banned: true,
+        status: None,
+        arrival: None,
+        ..Plan::default()
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(run(&ex).await, Some(RunResult::Lost));
+    // The run's timeout is 2 s: the failure ends it before.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the failure ends the run"
+    );
+    let m = ex.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "whatsapp_message_errors_total",
+            &[("gateway", "sales"), ("code", "SHADOW_BAN")]
+        ),
+        Some(1.0)
+    );
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn delivered_without_arrival_is_status_only() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    relay.set(Plan {
+        arrival: None,
+        ..Plan::default()
+    });
+    assert_eq!(run(&ex).await, Some(RunResult::StatusOnly));
+    let m = ex.metrics().await;
+    assert_eq!(runs(&m, "status_only"), 1.0);
+    assert_eq!(count(&m, "whatsapp_canary_delivered_seconds"), 1.0);
+    assert_eq!(count(&m, "whatsapp_canary_arrival_seconds"), 0.0);
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn an_arrival_without_a_status_is_delivered() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    relay.set(Plan {
+        status: None,
+        ..Plan::default()
+    });
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    let m = ex.metrics().await;
+    assert_eq!(count(&m, "whatsapp_canary_delivered_seconds"), 0.0);
+    assert_eq!(count(&m, "whatsapp_canary_arrival_seconds"), 1.0);
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn status_and_arrival_before_the_send_answer_still_count() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    relay.set(Plan {
+        before_answer: true,
+        status: Some(Duration::ZERO),
+        arrival: Some(Duration::ZERO),
+        ..Plan::default()
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "both were there already"
+    );
+    let m = ex.metrics().await;
+    assert_eq!(count(&m, "whatsapp_canary_delivered_seconds"), 1.0);
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_run_leaves_nothing_stuck_or_counted_twice() {
+    let (relay, mock, ex) = world(End::Zapi, End::Green, "").await;
+    relay.set(Plan {
+        status: None,
+        arrival: None,
+        ..Plan::default()
+    });
+    let canaries = ex.running.as_ref().unwrap().exporter.canaries.clone();
+    let first = tokio::spawn(async move { canaries.run_now("probe").await });
+    for _ in 0..200 {
+        if !relay.texts.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let old_text = relay.texts.lock().unwrap()[0].clone();
+    ex.stop().await;
+    let stopped = tokio::time::timeout(Duration::from_secs(2), first).await;
+    assert_eq!(
+        stopped.expect("the stopped run ends").unwrap(),
+        None,
+        "and counts nothing"
+    );
+
+    // The next process: the old message's arrival is nobody's run.
+    let ex = Exporter::start(&config(End::Zapi, End::Green, &mock.url(), "")).await;
+    let relay2 = Relay::new(End::Zapi, End::Green);
+    relay2.exporter.set(ex.url("")).unwrap();
+    relay2.push_arrival(&old_text).await;
+    let m = ex.metrics().await;
+    for r in ["delivered", "lost", "status_only", "send_failed"] {
+        assert_eq!(runs(&m, r), 0.0, "{r}");
+    }
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn the_daily_cap_stops_the_runs() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "    daily_cap: 2\n").await;
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    assert_eq!(run(&ex).await, None, "over the cap");
+    assert_eq!(relay.texts.lock().unwrap().len(), 2, "two sends only");
+    let m = ex.metrics().await;
+    assert_eq!(runs(&m, "delivered"), 2.0);
+    assert!(common::logs().contains("daily_cap is reached"));
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_green_api_sender() {
+    let (relay, mock, ex) = world(End::Green, End::Zapi, "").await;
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    let send = mock
+        .seen()
+        .into_iter()
+        .find(|s| s.path.contains("/sendMessage/"))
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&send.body).unwrap();
+    assert_eq!(body["chatId"], format!("{NUMBER}@c.us"));
+    let m = ex.metrics().await;
+    assert_eq!(count(&m, "whatsapp_canary_delivered_seconds"), 1.0);
+    assert_eq!(relay.texts.lock().unwrap().len(), 1);
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_cloud_api_sender_sends_its_template() {
+    let (relay, mock, ex) = world(End::Cloud, End::Zapi, "").await;
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    let send = mock
+        .seen()
+        .into_iter()
+        .find(|s| s.path.ends_with("/messages"))
+        .unwrap();
+    assert_eq!(send.path, "/v26.0/106540352242922/messages");
+    let body: serde_json::Value = serde_json::from_slice(&send.body).unwrap();
+    assert_eq!(body["type"], "template");
+    assert_eq!(body["template"]["name"], "canary");
+    assert_eq!(body["to"], NUMBER);
+    let m = ex.metrics().await;
+    assert_eq!(
+        count(&m, "whatsapp_canary_delivered_seconds"),
+        1.0,
+        "the signed status came"
+    );
+    assert_eq!(relay.texts.lock().unwrap().len(), 1);
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_canary_whose_end_is_deaf_is_refused_with_the_fix() {
+    let yaml = config(End::Zapi, End::Green, "http://127.0.0.1:9", "")
+        .replace(&format!("    webhooks: {{token: {GREEN_TOKEN}}}\n"), "");
+    let e = Exporter::try_start(&yaml).await.err().unwrap();
+    assert!(
+        e.contains("canaries[0] (probe): to: gateway \"support\" receives no webhooks"),
+        "{e}"
+    );
+    assert!(e.contains("notifications: consume"), "{e}");
+    assert!(!e.contains(NUMBER) && !e.contains("98888"), "{e}");
+    let fast = config(End::Zapi, End::Green, "http://127.0.0.1:9", "")
+        .replace("interval: 5m", "interval: 4m");
+    let e = Exporter::try_start(&fast).await.err().unwrap();
+    assert!(
+        e.contains("canaries[0] (probe): interval: 4m is shorter"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_canary_runs_without_background_polling() {
+    let relay = Relay::new(End::Zapi, End::Green);
+    let r = relay.clone();
+    let mock = Mock::start(move |s| r.clone().handle(s)).await;
+    let polling = whatsapp_exporter::Polling {
+        shard: None,
+        no_background: true,
+    };
+    let ex = Exporter::try_start_full(
+        &config(End::Zapi, End::Green, &mock.url(), ""),
+        None,
+        polling,
+    )
+    .await
+    .unwrap();
+    relay.exporter.set(ex.url("")).unwrap();
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    let m = ex.metrics().await;
+    assert_eq!(runs(&m, "delivered"), 1.0, "canary series stay on /metrics");
+    ex.stop().await;
+}
