@@ -149,6 +149,18 @@ pub fn push(v: &Value) -> Option<Push> {
                 e.messages = id.into_iter().collect();
             } else {
                 e.received = 1;
+                // Baileys carries a plain text as `conversation`, a text with a preview or a
+                // reply as `extendedTextMessage.text`; only a canary's nonce is read from it.
+                let message = data.get("message");
+                e.canary = message
+                    .and_then(|m| m.get("conversation"))
+                    .or_else(|| {
+                        message
+                            .and_then(|m| m.get("extendedTextMessage"))
+                            .and_then(|x| x.get("text"))
+                    })
+                    .and_then(Value::as_str)
+                    .and_then(flow::canary_nonce);
             }
         }
         "messages.update" => {
@@ -323,6 +335,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(theirs.items[0].event.status, None);
+    }
+
+    #[test]
+    fn a_canary_nonce_is_read_from_a_received_text_only() {
+        assert_eq!(one("messages_upsert_text").event.canary, None);
+        let text = flow::canary_text(0xab);
+        for body in [
+            format!(
+                r#"{{"event":"messages.upsert","data":{{"key":{{"fromMe":false,"id":"X"}},"message":{{"conversation":"{text}"}}}}}}"#
+            ),
+            format!(
+                r#"{{"event":"messages.upsert","data":{{"key":{{"fromMe":false,"id":"X"}},"message":{{"extendedTextMessage":{{"text":"{text}"}}}}}}}}"#
+            ),
+        ] {
+            assert_eq!(
+                parse(body.as_bytes()).unwrap().items[0].event.canary,
+                Some(0xab)
+            );
+        }
+        let own = format!(
+            r#"{{"event":"messages.upsert","data":{{"key":{{"fromMe":true,"id":"X"}},"message":{{"conversation":"{text}"}}}}}}"#
+        );
+        assert_eq!(parse(own.as_bytes()).unwrap().items[0].event.canary, None);
     }
 
     #[test]

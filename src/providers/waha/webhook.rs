@@ -137,6 +137,12 @@ pub fn push(v: &Value) -> Option<Push> {
         }
         "message" => {
             e.received = u32::from(own != Some(true));
+            if own != Some(true) {
+                e.canary = payload
+                    .get("body")
+                    .and_then(Value::as_str)
+                    .and_then(flow::canary_nonce);
+            }
             e.timestamp = flow::unix_time(payload.get("timestamp")).or(e.timestamp);
         }
         "message.any" => {
@@ -218,6 +224,22 @@ mod tests {
         let p = b.items[0].clone();
         assert_eq!(p.instance.as_deref(), Some("default"), "{name}");
         p
+    }
+
+    #[test]
+    fn a_canary_nonce_is_read_from_a_received_message_only() {
+        let text = flow::canary_text(0xcd);
+        let theirs = format!(
+            r#"{{"event":"message","session":"default","payload":{{"fromMe":false,"body":"{text}"}}}}"#
+        );
+        let own = format!(
+            r#"{{"event":"message","session":"default","payload":{{"fromMe":true,"body":"{text}"}}}}"#
+        );
+        assert_eq!(
+            parse(theirs.as_bytes()).unwrap().items[0].event.canary,
+            Some(0xcd)
+        );
+        assert_eq!(parse(own.as_bytes()).unwrap().items[0].event.canary, None);
     }
 
     #[test]
