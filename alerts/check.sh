@@ -85,6 +85,7 @@ METRICS = HISTOGRAMS | {
     "whatsapp_message_tracking_evictions_total", "whatsapp_cloudapi_quality_events_total",
     "whatsapp_cloudapi_account_events_total", "whatsapp_cloudapi_template_events_total",
     "whatsapp_canary_runs_total", "whatsapp_canary_last_success_timestamp_seconds",
+    "whatsapp_canary_cleanup_failures_total",
     "whatsapp_exporter_build_info", "whatsapp_exporter_config_last_reload_successful",
     "whatsapp_exporter_config_last_reload_success_timestamp_seconds",
     "process_resident_memory_bytes", "process_cpu_seconds_total", "up",

@@ -22,6 +22,12 @@
 //! canary's name) after the start, so that the webhook receivers listen and several canaries do
 //! not all send at once; then one every `interval`. At most `daily_cap` runs start per UTC day.
 //! Canaries are not polls: `--no-background-polling` leaves them running.
+//!
+//! After a run whose send was accepted (whatever its result), a canary with `cleanup` deletes its
+//! message for everyone through `from`'s API where the provider has one
+//! ([`send::delete`]), so that neither chat keeps it (WhatsApp leaves its "this message was
+//! deleted" placeholder). The message id for that is held by the run only, never logged. A failed
+//! delete leaves the result as it is: it is logged (rate-limited, its reason only) and counted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -50,6 +56,7 @@ families! {
         Delivered => "whatsapp_canary_delivered_seconds", Histogram, "Canary: from the send request to the first delivered (or read) status on from.";
         Arrival => "whatsapp_canary_arrival_seconds", Histogram, "Canary: from the send request to the incoming message with the nonce on to.";
         LastSuccess => "whatsapp_canary_last_success_timestamp_seconds", Gauge, "Canary: Unix time of the end of the last run whose message arrived.";
+        CleanupFailures => "whatsapp_canary_cleanup_failures_total", Counter, "Canary: deletes of the run's message (for everyone, from from's API) that failed; the run's result stands.";
     }
 }
 
@@ -123,6 +130,7 @@ pub struct Canary {
 
 struct State {
     counts: [u64; RunResult::COUNT],
+    cleanup_failures: u64,
     accept: Histogram,
     delivered: Histogram,
     arrival: Histogram,
@@ -303,6 +311,7 @@ impl Canary {
             scrubber,
             state: Mutex::new(State {
                 counts: [0; RunResult::COUNT],
+                cleanup_failures: 0,
                 accept: Histogram::new(&ACCEPT_BUCKETS),
                 delivered: Histogram::new(&DELIVERY_BUCKETS),
                 arrival: Histogram::new(&DELIVERY_BUCKETS),
@@ -388,14 +397,15 @@ impl Canary {
         };
         let budget = self.from.timeout.min(self.config.timeout);
         let sent = send::send(&self.client, &self.from, &message, budget).await;
-        let key = match sent {
-            Ok(k) => k,
+        let sent = match sent {
+            Ok(s) => s,
             Err(e) => {
                 let error = self.scrubber.scrub(&e.to_string()).into_owned();
                 tracing::warn!(canary = %self.config.name, gateway = %self.from.name, reason = %e.reason(), error = %error, "canary send refused");
                 return Some(self.finish(RunResult::SendFailed));
             }
         };
+        let key = sent.key;
         {
             let mut st = lock(&self.state);
             st.accept.observe(started.elapsed().as_secs_f64());
@@ -446,7 +456,38 @@ impl Canary {
                 tracing::warn!(canary = %self.config.name, result = r.as_str(), "canary message did not arrive")
             }
         }
-        Some(self.finish(result))
+        let result = self.finish(result);
+        if self.config.cleanup {
+            self.clean_up(&sent.id).await;
+        }
+        Some(result)
+    }
+
+    /// Deletes the run's message for everyone where `from`'s provider can; a failure is counted
+    /// and logged, and changes nothing else.
+    async fn clean_up(&self, id: &crate::secret::Secret) {
+        let number = self.config.to_number.expose();
+        let deleted = send::delete(
+            &self.client,
+            &self.from,
+            number,
+            id.expose(),
+            self.from.timeout,
+        )
+        .await;
+        match deleted {
+            Ok(true) => tracing::debug!(canary = %self.config.name, "canary message deleted"),
+            Ok(false) => {}
+            Err(e) => {
+                lock(&self.state).cleanup_failures += 1;
+                crate::logging::warn_limited!(canary = %self.config.name, gateway = %self.from.name, reason = %e.reason(), "canary message not deleted");
+            }
+        }
+    }
+
+    /// Deletes that failed so far.
+    pub fn cleanup_failures(&self) -> u64 {
+        lock(&self.state).cleanup_failures
     }
 
     fn finish(&self, r: RunResult) -> RunResult {
@@ -483,6 +524,11 @@ impl Canary {
         if let Some(t) = st.last_success {
             w.sample(CanaryFamily::LastSuccess, &[], t);
         }
+        w.sample(
+            CanaryFamily::CleanupFailures,
+            &[],
+            st.cleanup_failures as f64,
+        );
         w.finish()
     }
 }
@@ -550,6 +596,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             daily_cap: 10,
             template: None,
+            cleanup: true,
         };
         let names: Vec<String> = (0..40).map(|i| format!("gw-{i}")).collect();
         let s = Shard { index: 0, count: 2 };

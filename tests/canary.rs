@@ -2,7 +2,8 @@
 //! relay the message, pushing its status to the exporter as `from`'s webhooks and its arrival as
 //! `to`'s, with the delays, losses and refusals each test asks for. The tests run the canary
 //! themselves (`run_now`, as its schedule would); its first scheduled run is 30 s or more after
-//! the start, past the end of every test.
+//! the start, past the end of every test. They record the cleanup calls (deletes) too, and
+//! answer them as the plan says.
 
 mod common;
 
@@ -31,6 +32,8 @@ struct Plan {
     arrival: Option<Duration>,
     /// Push the status and the arrival before answering the send.
     before_answer: bool,
+    /// The status of the delete endpoint's answer.
+    delete_status: u16,
 }
 
 impl Default for Plan {
@@ -41,6 +44,7 @@ impl Default for Plan {
             banned: false,
             arrival: Some(Duration::from_millis(60)),
             before_answer: false,
+            delete_status: 204,
         }
     }
 }
@@ -62,6 +66,10 @@ struct Relay {
     /// The texts sent, as the gateway saw them.
     texts: Mutex<Vec<String>>,
     ids: Mutex<u32>,
+    /// The ids sent, in order.
+    sent: Mutex<Vec<String>>,
+    /// The delete calls: method, path, query, body.
+    deletes: Mutex<Vec<Seen>>,
 }
 
 impl Relay {
@@ -73,11 +81,21 @@ impl Relay {
             to,
             texts: Mutex::new(Vec::new()),
             ids: Mutex::new(0),
+            sent: Mutex::new(Vec::new()),
+            deletes: Mutex::new(Vec::new()),
         })
     }
 
     fn set(&self, p: Plan) {
         *self.plan.lock().unwrap() = p;
+    }
+
+    fn deletes(&self) -> Vec<Seen> {
+        self.deletes.lock().unwrap().clone()
+    }
+
+    fn sent(&self) -> Vec<String> {
+        self.sent.lock().unwrap().clone()
     }
 
     async fn handle(self: Arc<Self>, s: Seen) -> Response<MockBody> {
@@ -90,6 +108,11 @@ impl Relay {
         }
         if p.contains("getStateInstance") {
             return reply(200, r#"{"stateInstance":"authorized"}"#);
+        }
+        if s.method == hyper::Method::DELETE || p.contains("/deleteMessage/") {
+            let status = self.plan.lock().unwrap().delete_status;
+            self.deletes.lock().unwrap().push(s);
+            return reply(status, if status == 204 { "" } else { "{}" });
         }
         if !(p.ends_with("/send-text") || p.contains("/sendMessage/") || p.ends_with("/messages")) {
             // The Cloud API number's own poll.
@@ -114,6 +137,7 @@ impl Relay {
             *n += 1;
             format!("3EB0C767D097B7C7{:04}", *n)
         };
+        self.sent.lock().unwrap().push(id.clone());
         let pushes = {
             let me = self.clone();
             let (id, text) = (id.clone(), text.clone());
@@ -609,5 +633,155 @@ async fn a_canary_runs_without_background_polling() {
     assert_eq!(run(&ex).await, Some(RunResult::Delivered));
     let m = ex.metrics().await;
     assert_eq!(runs(&m, "delivered"), 1.0, "canary series stay on /metrics");
+    ex.stop().await;
+}
+
+/// The Z-API delete of message `id`, as the docs have it: query parameters, no body.
+fn assert_zapi_delete(d: &Seen, id: &str) {
+    assert_eq!(d.method, hyper::Method::DELETE);
+    assert_eq!(
+        d.path,
+        "/instances/Isales/token/zapi-token-for-tests-sales/messages"
+    );
+    assert_eq!(
+        d.query,
+        format!("messageId={id}&phone={NUMBER}&owner=true"),
+        "the documented parameters"
+    );
+    assert!(d.body.is_empty());
+}
+
+#[tokio::test]
+async fn a_delivered_message_is_deleted_for_everyone_once() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    let deletes = relay.deletes();
+    assert_eq!(deletes.len(), 1, "one delete");
+    assert_zapi_delete(&deletes[0], &relay.sent()[0]);
+    let m = ex.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "whatsapp_canary_cleanup_failures_total",
+            &[("canary", "probe"), ("from", "sales"), ("to", "support")]
+        ),
+        Some(0.0)
+    );
+    let (_, page) = ex.get("/").await;
+    assert!(!page.contains(NUMBER) && !page.contains(&relay.sent()[0]));
+    nothing_private(&m);
+    assert!(
+        !common::logs().contains(&relay.sent()[0]),
+        "the id in the logs"
+    );
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_message_is_deleted_too_and_a_refused_send_deletes_nothing() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    relay.set(Plan {
+        status: None,
+        arrival: None,
+        ..Plan::default()
+    });
+    assert_eq!(run(&ex).await, Some(RunResult::Lost));
+    assert_eq!(relay.deletes().len(), 1);
+    assert_zapi_delete(&relay.deletes()[0], &relay.sent()[0]);
+    relay.set(Plan {
+        refuse: Some((500, r#"{"error":"boom"}"#)),
+        ..Plan::default()
+    });
+    assert_eq!(run(&ex).await, Some(RunResult::SendFailed));
+    assert_eq!(relay.deletes().len(), 1, "no id, nothing to delete");
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn cleanup_false_keeps_the_messages() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "    cleanup: false\n").await;
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    relay.set(Plan {
+        status: None,
+        arrival: None,
+        ..Plan::default()
+    });
+    assert_eq!(run(&ex).await, Some(RunResult::Lost));
+    assert!(relay.deletes().is_empty());
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_delete_is_counted_and_leaves_the_result() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    relay.set(Plan {
+        delete_status: 500,
+        ..Plan::default()
+    });
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    assert_eq!(relay.deletes().len(), 1);
+    let m = ex.metrics().await;
+    assert_eq!(runs(&m, "delivered"), 1.0, "the result stands");
+    assert_eq!(
+        sample(
+            &m,
+            "whatsapp_canary_cleanup_failures_total",
+            &[("canary", "probe"), ("from", "sales"), ("to", "support")]
+        ),
+        Some(1.0)
+    );
+    assert!(sample(
+        &m,
+        "whatsapp_canary_last_success_timestamp_seconds",
+        &[("canary", "probe")]
+    )
+    .is_some());
+    let logs = common::logs();
+    assert!(logs.contains("canary message not deleted"), "logged");
+    assert!(!logs.contains(&relay.sent()[0]), "the id in the logs");
+    nothing_private(&m);
+    let (_, page) = ex.get("/").await;
+    assert!(!page.contains(NUMBER));
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_green_api_sender_deletes_with_delete_message() {
+    let (relay, _mock, ex) = world(End::Green, End::Zapi, "").await;
+    relay.set(Plan {
+        delete_status: 200,
+        ..Plan::default()
+    });
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    let d = relay.deletes();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].method, hyper::Method::POST);
+    assert_eq!(
+        d[0].path,
+        "/waInstance1101000001/deleteMessage/green-token-for-tests-sales"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&d[0].body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"chatId": format!("{NUMBER}@c.us"), "idMessage": relay.sent()[0]}),
+        "for everyone: no onlySenderDelete"
+    );
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_cloud_api_sender_has_nothing_to_delete() {
+    let (relay, _mock, ex) = world(End::Cloud, End::Zapi, "").await;
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    assert!(relay.deletes().is_empty(), "the Cloud API has no delete");
+    let m = ex.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "whatsapp_canary_cleanup_failures_total",
+            &[("canary", "probe")]
+        ),
+        Some(0.0)
+    );
     ex.stop().await;
 }

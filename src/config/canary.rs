@@ -41,6 +41,8 @@ pub struct CanaryConfig {
     pub daily_cap: u32,
     /// Cloud API senders only: the approved template sent instead of a free text.
     pub template: Option<Template>,
+    /// After each accepted send, delete the message for everyone where the provider can.
+    pub cleanup: bool,
 }
 
 /// A Cloud API message template whose body takes one text parameter (the canary's text).
@@ -62,6 +64,7 @@ struct Raw {
     timeout: Option<String>,
     daily_cap: Option<u32>,
     template: Option<RawTemplate>,
+    cleanup: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -293,6 +296,7 @@ fn one(
         timeout: timeout?,
         daily_cap,
         template,
+        cleanup: raw.cleanup.unwrap_or(true),
     })
 }
 
@@ -412,6 +416,12 @@ mod tests {
         let cfg = parse(&defaults, &|_| Some(NUMBER.into())).unwrap();
         assert_eq!(cfg.canaries[0].interval.as_secs(), 900);
         assert_eq!(cfg.canaries[0].timeout.as_secs(), 180);
+        assert!(cfg.canaries[0].cleanup, "cleans up unless told not to");
+        let kept = format!(
+            "{}canaries:\n  - {{name: c, from: sales, to: support, to_number: '${{NUMBER}}', cleanup: false}}\n",
+            gateways()
+        );
+        assert!(!parse(&kept, &|_| Some(NUMBER.into())).unwrap().canaries[0].cleanup);
     }
 
     #[test]

@@ -43,8 +43,20 @@ pub fn request(gw: &GatewayConfig, m: &Message) -> Result<Request, PollError> {
     }
 }
 
+/// A send the gateway accepted: the key of its id, and the id itself for the cleanup only (a
+/// secret: never logged, labelled or kept beyond the run).
+pub struct Sent {
+    pub key: MessageKey,
+    pub id: Secret,
+}
+
 /// The key of the message id in a 2xx answer of the gateway's provider.
 pub fn accepted(gw: &GatewayConfig, body: &[u8]) -> Result<MessageKey, PollError> {
+    accepted_id(gw, body).map(|s| s.key)
+}
+
+/// [`accepted`], with the id.
+pub fn accepted_id(gw: &GatewayConfig, body: &[u8]) -> Result<Sent, PollError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| PollError::from_json(&e))?;
     let id = match &gw.settings {
         ProviderConfig::Zapi(_) => super::zapi::send::message_id(&v),
@@ -54,24 +66,34 @@ pub fn accepted(gw: &GatewayConfig, body: &[u8]) -> Result<MessageKey, PollError
         ProviderConfig::Evolution(_) => super::evolution::send::message_id(&v),
         ProviderConfig::Waha(_) => super::waha::send::message_id(&v),
     };
-    id.and_then(MessageKey::of)
-        .ok_or_else(|| PollError::InvalidResponse("the send answer names no message id".into()))
+    id.and_then(|id| {
+        MessageKey::of(id).map(|key| Sent {
+            key,
+            id: Secret::new(id.to_string()),
+        })
+    })
+    .ok_or_else(|| PollError::InvalidResponse("the send answer names no message id".into()))
 }
 
 /// The judgement of a whole send answer: a 2xx with a message id, else the error a poll would
 /// report for that status (401/403 unauthorized, 429 rate limited, others http_status).
 pub fn judge(gw: &GatewayConfig, answer: &crate::http::Answer) -> Result<MessageKey, PollError> {
-    answer.check_status()?;
-    accepted(gw, &answer.body)
+    judge_id(gw, answer).map(|s| s.key)
 }
 
-/// Sends the message and returns the key of its id, within `timeout`.
+/// [`judge`], with the id.
+pub fn judge_id(gw: &GatewayConfig, answer: &crate::http::Answer) -> Result<Sent, PollError> {
+    answer.check_status()?;
+    accepted_id(gw, &answer.body)
+}
+
+/// Sends the message and returns the key of its id (and the id), within `timeout`.
 pub async fn send(
     client: &reqwest::Client,
     gw: &GatewayConfig,
     m: &Message<'_>,
     timeout: Duration,
-) -> Result<MessageKey, PollError> {
+) -> Result<Sent, PollError> {
     let r = request(gw, m)?;
     let mut req = client
         .post(r.url.expose())
@@ -82,7 +104,55 @@ pub async fn send(
         req = req.header(*k, v.expose());
     }
     let answer = fetch(req, timeout).await?;
-    judge(gw, &answer)
+    judge_id(gw, &answer)
+}
+
+/// A request that deletes a sent message for everyone: `method` on `url`, with a JSON `body` or
+/// none. The URL (some providers put the number and the id in it) and the body are secrets.
+pub struct Delete {
+    pub method: reqwest::Method,
+    pub url: Secret,
+    pub headers: Vec<(&'static str, Secret)>,
+    pub body: Option<Value>,
+}
+
+/// The request that deletes the message `id`, sent by the gateway to `number`, for everyone;
+/// `None` when the provider has no such API (Cloud API, on-premises WhatsApp Business API).
+pub fn delete_request(gw: &GatewayConfig, number: &str, id: &str) -> Option<Delete> {
+    match &gw.settings {
+        ProviderConfig::Zapi(c) => Some(super::zapi::send::delete(gw, c, number, id)),
+        ProviderConfig::GreenApi(c) => Some(super::greenapi::send::delete(gw, c, number, id)),
+        ProviderConfig::Evolution(c) => super::evolution::send::delete(gw, c, number, id),
+        ProviderConfig::Waha(c) => super::waha::send::delete(gw, c, number, id),
+        ProviderConfig::CloudApi(_) | ProviderConfig::Waba(_) => None,
+    }
+}
+
+/// Deletes the message for everyone, within `timeout`: `Ok(false)` when the provider cannot,
+/// `Err` when the gateway did not answer 2xx. An error never quotes the answer's body.
+pub async fn delete(
+    client: &reqwest::Client,
+    gw: &GatewayConfig,
+    number: &str,
+    id: &str,
+    timeout: Duration,
+) -> Result<bool, PollError> {
+    let Some(d) = delete_request(gw, number, id) else {
+        return Ok(false);
+    };
+    let mut req = client
+        .request(d.method, d.url.expose())
+        .header(reqwest::header::ACCEPT, "application/json");
+    if let Some(b) = &d.body {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(b.to_string());
+    }
+    for (k, v) in &d.headers {
+        req = req.header(*k, v.expose());
+    }
+    fetch(req, timeout).await?.check_status()?;
+    Ok(true)
 }
 
 /// A JSON string at `path` (object keys, or array indexes as numbers).
@@ -132,6 +202,35 @@ pub(crate) mod tests {
             body: body.into(),
             retry_after: None,
         }
+    }
+
+    /// The documented request of a fixture: its method, its path with the query, and its body.
+    pub fn fixture_request(provider: &str, name: &str) -> (String, String, Value) {
+        let path = format!(
+            "{}/tests/fixtures/canary/{provider}/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let r = &v["request"];
+        (
+            r["method"].as_str().unwrap().to_string(),
+            r["path"].as_str().unwrap().to_string(),
+            r["body"].clone(),
+        )
+    }
+
+    /// Checks a delete request against the fixture's documented one (the URL after `base`), and
+    /// that the fixture's answer is a success.
+    pub fn documented_delete(d: &Delete, base: &str, provider: &str, name: &str) {
+        let (method, path, body) = fixture_request(provider, name);
+        assert_eq!(d.method.as_str(), method);
+        assert_eq!(d.url.expose().strip_prefix(base), Some(path.as_str()));
+        assert_eq!(d.body.clone().unwrap_or(Value::Null), body);
+        let (status, b) = fixture(provider, name);
+        assert!(
+            answer(status, b).check_status().is_ok(),
+            "{provider}/{name}"
+        );
     }
 
     /// Judges a fixture's answer for `gw`.

@@ -1,13 +1,17 @@
 //! Evolution API `POST /message/sendText/{instance}` with `{number, text}` and the `apikey`
 //! header; the answer (HTTP 201) carries the message id in `key.id`, the id of its
 //! `messages.update` events.
+//!
+//! The cleanup: `DELETE /chat/deleteMessageForEveryone/{instance}` with `{id, remoteJid,
+//! fromMe: true}` (answer 201), the message's key (EvolutionAPI/evolution-api
+//! `src/api/routes/chat.router.ts`, `src/validate/chat.schema.ts`).
 
 use serde_json::{json, Value};
 
 use crate::config::{EvolutionConfig, GatewayConfig, Target};
 use crate::error::PollError;
 use crate::http::path_segment;
-use crate::providers::send::{string_at, Message, Request};
+use crate::providers::send::{string_at, Delete, Message, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &EvolutionConfig, m: &Message) -> Result<Request, PollError> {
@@ -27,6 +31,24 @@ pub fn request(gw: &GatewayConfig, c: &EvolutionConfig, m: &Message) -> Result<R
     })
 }
 
+pub fn delete(gw: &GatewayConfig, c: &EvolutionConfig, number: &str, id: &str) -> Option<Delete> {
+    let Target::One(instance) = &c.target else {
+        return None;
+    };
+    Some(Delete {
+        method: reqwest::Method::DELETE,
+        url: Secret::new(format!(
+            "{}/chat/deleteMessageForEveryone/{}",
+            gw.url,
+            path_segment(instance)
+        )),
+        headers: vec![("apikey", c.token.clone())],
+        body: Some(
+            json!({"id": id, "remoteJid": format!("{number}@s.whatsapp.net"), "fromMe": true}),
+        ),
+    })
+}
+
 pub fn message_id(v: &Value) -> Option<&str> {
     string_at(v, &["key", "id"])
 }
@@ -34,7 +56,7 @@ pub fn message_id(v: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{gateway, judged};
+    use crate::providers::send::tests::{documented_delete, gateway, judged};
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -56,5 +78,14 @@ mod tests {
             judged(&gw, "evolution", "send_text").unwrap(),
             MessageKey::of("BAE594145F4C59B4").unwrap()
         );
+    }
+
+    #[test]
+    fn the_documented_delete() {
+        let gw = gateway("  - {name: e, provider: evolution, url: 'http://127.0.0.1:9', instance: my-instance, token: K0123456789}\n");
+        let d = crate::providers::send::delete_request(&gw, "553198296801", "BAE594145F4C59B4")
+            .unwrap();
+        documented_delete(&d, "http://127.0.0.1:9", "evolution", "delete_message");
+        assert_eq!(d.headers[0].0, "apikey");
     }
 }

@@ -1,12 +1,16 @@
 //! Green API `POST /waInstance{idInstance}/sendMessage/{apiTokenInstance}` with
 //! `{chatId: "<number>@c.us", message}` (docs, sending/SendMessage). The answer `{idMessage}` is
 //! the id that outgoingAPIMessageReceived and outgoingMessageStatus name.
+//!
+//! The cleanup: `POST /waInstance{idInstance}/deleteMessage/{apiTokenInstance}` with `{chatId,
+//! idMessage}` (answer 200, empty) deletes the message for everyone, `onlySenderDelete` left out
+//! (docs, service/DeleteMessage; for everyone within 72 hours of the send).
 
 use serde_json::{json, Value};
 
 use crate::config::{GatewayConfig, GreenApiConfig};
 use crate::http::path_segment;
-use crate::providers::send::{string_at, Message, Request};
+use crate::providers::send::{string_at, Delete, Message, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &GreenApiConfig, m: &Message) -> Request {
@@ -23,6 +27,21 @@ pub fn request(gw: &GatewayConfig, c: &GreenApiConfig, m: &Message) -> Request {
     }
 }
 
+pub fn delete(gw: &GatewayConfig, c: &GreenApiConfig, number: &str, id: &str) -> Delete {
+    let url = format!(
+        "{}/waInstance{}/deleteMessage/{}",
+        gw.url,
+        path_segment(&c.instance),
+        path_segment(c.token.expose())
+    );
+    Delete {
+        method: reqwest::Method::POST,
+        url: Secret::new(url),
+        headers: Vec::new(),
+        body: Some(json!({"chatId": format!("{number}@c.us"), "idMessage": id})),
+    }
+}
+
 pub fn message_id(v: &Value) -> Option<&str> {
     string_at(v, &["idMessage"])
 }
@@ -30,7 +49,7 @@ pub fn message_id(v: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{gateway, judged};
+    use crate::providers::send::tests::{documented_delete, gateway, judged};
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -51,5 +70,13 @@ mod tests {
             judged(&gw, "greenapi", "send_message").unwrap(),
             MessageKey::of("3EB0C767D097B7C7C030").unwrap()
         );
+    }
+
+    #[test]
+    fn the_documented_delete() {
+        let gw = gateway("  - {name: g, provider: greenapi, url: 'http://127.0.0.1:9', instance: 1101000001, token: T0123456789}\n");
+        let d =
+            crate::providers::send::delete_request(&gw, "79123456789", "BAE5F4886F6F2D05").unwrap();
+        documented_delete(&d, "http://127.0.0.1:9", "greenapi", "delete_message");
     }
 }

@@ -1,12 +1,17 @@
 //! WAHA `POST /api/sendText` with `{session, chatId: "<number>@c.us", text}` and `X-Api-Key`
 //! when the server has one; the answer (HTTP 201, a WAMessage) carries the id in `id`
 //! (`<fromMe>_<chatId>_<id>`), the id of its `message.ack` events.
+//!
+//! The cleanup: `DELETE /api/{session}/chats/{chatId}/messages/{messageId}` with that serialized
+//! id (devlikeapro/waha `src/api/chats.controller.ts`); both engines delete for everyone (WEBJS
+//! `message.delete(true)`, NOWEB a revoke, `sendMessage(jid, {delete: key})`).
 
 use serde_json::{json, Value};
 
 use crate::config::{GatewayConfig, Target, WahaConfig};
 use crate::error::PollError;
-use crate::providers::send::{string_at, Message, Request};
+use crate::http::path_segment;
+use crate::providers::send::{string_at, Delete, Message, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &WahaConfig, m: &Message) -> Result<Request, PollError> {
@@ -22,6 +27,24 @@ pub fn request(gw: &GatewayConfig, c: &WahaConfig, m: &Message) -> Result<Reques
     })
 }
 
+pub fn delete(gw: &GatewayConfig, c: &WahaConfig, number: &str, id: &str) -> Option<Delete> {
+    let Target::One(session) = &c.target else {
+        return None;
+    };
+    Some(Delete {
+        method: reqwest::Method::DELETE,
+        url: Secret::new(format!(
+            "{}/api/{}/chats/{}/messages/{}",
+            gw.url,
+            path_segment(session),
+            path_segment(&format!("{number}@c.us")),
+            path_segment(id)
+        )),
+        headers: c.token.iter().map(|t| ("X-Api-Key", t.clone())).collect(),
+        body: None,
+    })
+}
+
 pub fn message_id(v: &Value) -> Option<&str> {
     string_at(v, &["id"]).or_else(|| string_at(v, &["id", "_serialized"]))
 }
@@ -29,7 +52,7 @@ pub fn message_id(v: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{gateway, judged};
+    use crate::providers::send::tests::{documented_delete, gateway, judged};
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -51,5 +74,19 @@ mod tests {
             judged(&gw, "waha", "send_text").unwrap(),
             MessageKey::of("true_12132132130@c.us_3EB0C767D097B7C7C030").unwrap()
         );
+    }
+
+    #[test]
+    fn the_documented_delete() {
+        let gw = gateway(
+            "  - {name: w, provider: waha, url: 'http://127.0.0.1:9', instance: default}\n",
+        );
+        let d = crate::providers::send::delete_request(
+            &gw,
+            "12132132130",
+            "true_12132132130@c.us_3EB0C767D097B7C7C030",
+        )
+        .unwrap();
+        documented_delete(&d, "http://127.0.0.1:9", "waha", "delete_message");
     }
 }

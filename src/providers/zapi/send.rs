@@ -2,12 +2,16 @@
 //! and the `Client-Token` header when configured (Z-API docs, `message/send-message-text.md`). The
 //! answer `{zaapId, messageId, id}` carries the WhatsApp id in `messageId` (`id` is a copy for
 //! Zapier); statuses (MessageStatusCallback `ids[]`) name the same id.
+//!
+//! The cleanup: `DELETE /instances/{instance}/token/{token}/messages?messageId=&phone=&owner=true`
+//! (query parameters, no body; answer 204) deletes a message the instance sent (Z-API docs,
+//! `message/delete-message`).
 
 use serde_json::{json, Value};
 
 use crate::config::{GatewayConfig, ZapiConfig};
 use crate::http::path_segment;
-use crate::providers::send::{string_at, Message, Request};
+use crate::providers::send::{string_at, Delete, Message, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &ZapiConfig, m: &Message) -> Request {
@@ -28,6 +32,27 @@ pub fn request(gw: &GatewayConfig, c: &ZapiConfig, m: &Message) -> Request {
     }
 }
 
+pub fn delete(gw: &GatewayConfig, c: &ZapiConfig, number: &str, id: &str) -> Delete {
+    let url = format!(
+        "{}/instances/{}/token/{}/messages?messageId={}&phone={}&owner=true",
+        gw.url,
+        path_segment(&c.instance),
+        path_segment(c.token.expose()),
+        path_segment(id),
+        path_segment(number)
+    );
+    Delete {
+        method: reqwest::Method::DELETE,
+        url: Secret::new(url),
+        headers: c
+            .client_token
+            .iter()
+            .map(|t| ("Client-Token", t.clone()))
+            .collect(),
+        body: None,
+    }
+}
+
 pub fn message_id(v: &Value) -> Option<&str> {
     string_at(v, &["messageId"]).or_else(|| string_at(v, &["id"]))
 }
@@ -36,7 +61,7 @@ pub fn message_id(v: &Value) -> Option<&str> {
 mod tests {
     use crate::error::Reason;
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{gateway, judged};
+    use crate::providers::send::tests::{documented_delete, gateway, judged};
     use crate::providers::send::{request, Message};
 
     fn gw() -> crate::config::GatewayConfig {
@@ -64,6 +89,18 @@ mod tests {
             judged(&gw(), "zapi", "send_text").unwrap(),
             MessageKey::of("D241XXXX732339502B68").unwrap()
         );
+    }
+
+    #[test]
+    fn the_documented_delete() {
+        let d = crate::providers::send::delete_request(
+            &gw(),
+            "5511999998888",
+            "3999984263738042930CD6ECDE9VDWSA",
+        )
+        .unwrap();
+        documented_delete(&d, "http://127.0.0.1:9", "zapi", "delete_message");
+        assert_eq!(d.headers[0].0, "Client-Token");
     }
 
     #[test]
