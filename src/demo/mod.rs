@@ -23,12 +23,13 @@ use crate::config;
 use crate::exporter::{ConfigSource, Exporter};
 pub use crate::providers::simulator::{
     CYCLE_SECS, DEMO_APP_SECRET, DEMO_CLIENT_TOKEN, DEMO_TOKEN, DEMO_VERIFY_TOKEN,
-    DEMO_WEBHOOK_SECRET,
+    DEMO_WAHA_HMAC_KEY, DEMO_WEBHOOK_SECRET,
 };
 use crate::providers::simulators;
 
 mod plugchat;
 mod pushes;
+mod servers;
 
 /// The PlugChat account's secret: not secret, but treated as if it were.
 pub const DEMO_PLUGCHAT_SECRET: &str = "demo-plugchat-secret-not-secret";
