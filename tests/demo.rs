@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{client, samples};
+use whatsapp_exporter::canary::RunResult;
 use whatsapp_exporter::{RunOptions, Running};
 
 async fn start_demo() -> Running {
@@ -98,6 +99,55 @@ async fn the_demo_servers_push_for_their_instances() {
         "3EB0",
         "evt_",
         "demonstração",
+    ] {
+        assert!(!m.contains(private), "{private} in /metrics");
+    }
+    running.shutdown().await;
+}
+
+/// The demo's canary `sales-to-support` (Z-API to Z-API): its send is answered, its statuses
+/// and its arrival are relayed, and the run ends `delivered`, with its times on `/metrics`.
+#[tokio::test]
+async fn a_demo_canary_run_is_delivered() {
+    let running = start_demo().await;
+    let canaries = running.exporter.canaries.clone();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        canaries.run_now("sales-to-support"),
+    )
+    .await
+    .expect("the run ends within 30 s");
+    assert_eq!(result, Some(RunResult::Delivered));
+    let m = metrics(&running).await;
+    let labels = [
+        ("canary", "sales-to-support"),
+        ("from", "sales"),
+        ("to", "support"),
+    ];
+    let with_result = |r| {
+        let mut l = labels.to_vec();
+        l.push(("result", r));
+        samples(&m, "whatsapp_canary_runs_total", &l)
+            .iter()
+            .sum::<f64>()
+    };
+    assert_eq!(with_result("delivered"), 1.0, "{m}");
+    for family in [
+        "whatsapp_canary_accept_seconds_count",
+        "whatsapp_canary_delivered_seconds_count",
+        "whatsapp_canary_arrival_seconds_count",
+    ] {
+        assert_eq!(samples(&m, family, &labels), vec![1.0], "{family}");
+    }
+    let accept = samples(&m, "whatsapp_canary_accept_seconds_sum", &labels)[0];
+    assert!((0.1..2.0).contains(&accept), "accepted in {accept} s");
+    let arrival = samples(&m, "whatsapp_canary_arrival_seconds_sum", &labels)[0];
+    assert!((0.5..10.0).contains(&arrival), "arrived in {arrival} s");
+    for private in [
+        "5500000000001",
+        "5500000000002",
+        "3EB0DEMO",
+        "whatsapp_exporter canary ",
     ] {
         assert!(!m.contains(private), "{private} in /metrics");
     }

@@ -63,6 +63,15 @@ pub fn spawn(exporter_addr: SocketAddr, exporter: &Arc<Exporter>, stop: Cancella
         return;
     }
     let base = format!("http://{}", super::plugchat::reachable(exporter_addr));
+    // The simulators' address: where the canaries' sends are relayed from.
+    let relays_at: Option<SocketAddr> = exporter.gateway("sales").and_then(|g| {
+        g.config
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .ok()
+    });
     tokio::spawn(async move {
         let client = match crate::http::builder()
             .no_proxy()
@@ -80,6 +89,9 @@ pub fn spawn(exporter_addr: SocketAddr, exporter: &Arc<Exporter>, stop: Cancella
         loop {
             let now = now_ms();
             let t = ((now - start) / 1000) as u64 % CYCLE_SECS;
+            if let Some(at) = relays_at {
+                sim.pending.extend(super::relay::take(at));
+            }
             for push in sim.tick(t, now) {
                 tokio::select! {
                     _ = stop.cancelled() => return,
