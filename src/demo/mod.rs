@@ -23,12 +23,14 @@ use crate::config;
 use crate::exporter::{ConfigSource, Exporter};
 pub use crate::providers::simulator::{
     CYCLE_SECS, DEMO_APP_SECRET, DEMO_CLIENT_TOKEN, DEMO_TOKEN, DEMO_VERIFY_TOKEN,
-    DEMO_WEBHOOK_SECRET,
+    DEMO_WAHA_HMAC_KEY, DEMO_WEBHOOK_SECRET,
 };
 use crate::providers::simulators;
 
 mod plugchat;
 mod pushes;
+mod relay;
+mod servers;
 
 /// The PlugChat account's secret: not secret, but treated as if it were.
 pub const DEMO_PLUGCHAT_SECRET: &str = "demo-plugchat-secret-not-secret";
@@ -41,8 +43,8 @@ pub async fn start() -> Result<ConfigSource, String> {
     Ok(ConfigSource::Fixed(Box::new(cfg)))
 }
 
-/// The demo configuration, as a user would write it: every provider's demo gateways, and the
-/// PlugChat account.
+/// The demo configuration, as a user would write it: every provider's demo gateways, the
+/// PlugChat account, and two delivery canaries between the Z-API gateways (fake numbers).
 pub fn demo_config(addr: SocketAddr) -> String {
     let gateways: String = simulators().iter().map(|s| (s.gateways)(addr)).collect();
     format!(
@@ -58,7 +60,22 @@ gateways:
     - app: {app}
       app_secret: {DEMO_APP_SECRET}
       verify_token: {DEMO_VERIFY_TOKEN}
+canaries:
+  - name: sales-to-support
+    from: sales
+    to: support
+    to_number: "{to_support}"
+    interval: 5m
+    timeout: 2m
+  - name: support-to-sales
+    from: support
+    to: sales
+    to_number: "{to_sales}"
+    interval: 5m
+    timeout: 2m
 "#,
+        to_support = relay::NUMBERS[1].2,
+        to_sales = relay::NUMBERS[0].2,
         plugchat_account = plugchat::ACCOUNT,
         app = pushes::APP,
     )
@@ -76,7 +93,7 @@ async fn serve_simulators() -> Result<SocketAddr, String> {
                 continue;
             };
             tokio::spawn(async move {
-                let svc = service_fn(move |req| simulate(req, started.elapsed().as_secs()));
+                let svc = service_fn(move |req| simulate(req, addr, started));
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -86,13 +103,23 @@ async fn serve_simulators() -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-async fn simulate(req: Request<Incoming>, secs: u64) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn simulate(
+    req: Request<Incoming>,
+    addr: SocketAddr,
+    started: Instant,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let secs = started.elapsed().as_secs();
     let t = secs % CYCLE_SECS;
     let path = req.uri().path().to_string();
     for hold in simulators().iter().filter_map(|s| (s.hold)(&path, secs)) {
         hold.await;
     }
-    let (status, body) = route(&req, &path, t);
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (status, body) = if relay::is_send_text(req.method(), &parts) {
+        relay::send_text(req, &parts, addr, started).await
+    } else {
+        route(&req, &path, t)
+    };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);

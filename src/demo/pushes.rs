@@ -1,7 +1,10 @@
 //! The simulated gateways' own pushes, posted to the exporter itself so that the Message flow
 //! dashboard has data in `--demo`: the Z-API gateways `sales` and `support` to
 //! `/webhooks/<gateway>`, the Cloud API number `brand` through the Meta app `demo` (signed with
-//! its app secret). The Green API instance pushes through its queue, which its simulator fills.
+//! its app secret), the Evolution API server `evo` to `/webhooks/evo` (its secret in the URL) and
+//! the WAHA server `waha` to `/webhooks/waha` (signed with HMAC-SHA512), for their instances
+//! (see `servers.rs`). The Green API instance pushes through its queue, which its simulator
+//! fills. The delivery canary's messages are relayed here too (see `relay.rs`).
 //!
 //! The story repeats every [`CYCLE_SECS`] seconds, as the polled simulators' do:
 //! - messages are sent every second and go sent → delivered (2–10 s) → read, with messages
@@ -22,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{CYCLE_SECS, DEMO_APP_SECRET, DEMO_WEBHOOK_SECRET};
+use super::{CYCLE_SECS, DEMO_APP_SECRET, DEMO_WAHA_HMAC_KEY, DEMO_WEBHOOK_SECRET};
 use crate::exporter::Exporter;
 use crate::providers::cloudapi::demo::DEMO_PHONE_NUMBER_ID;
 
@@ -38,6 +41,10 @@ const WABA: &str = "102290129340398";
 pub enum Target {
     Zapi(&'static str),
     Cloud,
+    /// An instance of the Evolution API server `evo`.
+    Evolution(&'static str),
+    /// A session of the WAHA server `waha`.
+    Waha(&'static str),
 }
 
 /// One push, due at `due_ms`.
@@ -49,10 +56,22 @@ pub struct Push {
 }
 
 pub fn spawn(exporter_addr: SocketAddr, exporter: &Arc<Exporter>, stop: CancellationToken) {
-    if exporter.gateway("sales").is_none() && exporter.gateway("brand").is_none() {
+    if ["sales", "brand", "evo", "waha"]
+        .iter()
+        .all(|g| exporter.gateway(g).is_none())
+    {
         return;
     }
     let base = format!("http://{}", super::plugchat::reachable(exporter_addr));
+    // The simulators' address: where the canaries' sends are relayed from.
+    let relays_at: Option<SocketAddr> = exporter.gateway("sales").and_then(|g| {
+        g.config
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .ok()
+    });
     tokio::spawn(async move {
         let client = match crate::http::builder()
             .no_proxy()
@@ -70,6 +89,9 @@ pub fn spawn(exporter_addr: SocketAddr, exporter: &Arc<Exporter>, stop: Cancella
         loop {
             let now = now_ms();
             let t = ((now - start) / 1000) as u64 % CYCLE_SECS;
+            if let Some(at) = relays_at {
+                sim.pending.extend(super::relay::take(at));
+            }
             for push in sim.tick(t, now) {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -100,6 +122,14 @@ async fn post(client: &reqwest::Client, base: &str, push: &Push) {
         Target::Cloud => client
             .post(format!("{base}/webhooks/cloudapi/{APP}"))
             .header("x-hub-signature-256", sign(body.as_bytes())),
+        Target::Evolution(_) => {
+            client.post(format!("{base}/webhooks/evo?secret={DEMO_WEBHOOK_SECRET}"))
+        }
+        Target::Waha(_) => client
+            .post(format!("{base}/webhooks/waha"))
+            .header("x-webhook-hmac", sign_waha(body.as_bytes()))
+            .header("x-webhook-hmac-algorithm", "sha512")
+            .header("x-webhook-timestamp", now_ms().to_string()),
     };
     let sent = req
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -118,11 +148,18 @@ fn sign(body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
+/// WAHA's `X-Webhook-Hmac`: the hex HMAC-SHA512 of the body under the session webhook's key.
+fn sign_waha(body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA512, DEMO_WAHA_HMAC_KEY.as_bytes());
+    let tag = ring::hmac::sign(&key, body);
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The pushes of the demo: a fixed pseudo-random story, the same on every run.
 pub struct Story {
     rng: u64,
     next_id: u64,
-    pending: Vec<Push>,
+    pub(super) pending: Vec<Push>,
 }
 
 impl Default for Story {
@@ -140,14 +177,14 @@ impl Story {
         }
     }
 
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(super) fn between(&mut self, lo: u64, hi: u64) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         lo + self.rng % (hi - lo + 1)
     }
 
-    fn id(&mut self, prefix: &str) -> String {
+    pub(super) fn id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
         format!("{prefix}{:016X}", self.next_id.wrapping_mul(0x9E37_79B9))
     }
@@ -157,6 +194,8 @@ impl Story {
         self.zapi(t, now, "sales");
         self.zapi(t, now, "support");
         self.cloud(t, now);
+        self.evolution(t, now);
+        self.waha(t, now);
         let (mut due, later): (Vec<_>, Vec<_>) =
             self.pending.drain(..).partition(|p| p.due_ms <= now);
         self.pending = later;
@@ -164,11 +203,13 @@ impl Story {
         if t >= 160 {
             due.retain(|p| p.target != Target::Zapi("sales"));
         }
+        // An Evolution instance or WAHA session that is down loses its message pushes.
+        due.retain(|p| !super::servers::is_message(p) || super::servers::up(p.target, t));
         // The pending list is bounded by the story: a message has at most three statuses ahead.
         due
     }
 
-    fn later(&mut self, due_ms: i64, target: Target, body: Value) {
+    pub(super) fn later(&mut self, due_ms: i64, target: Target, body: Value) {
         self.pending.push(Push {
             due_ms,
             target,
@@ -315,6 +356,7 @@ mod tests {
                             silent_sales = false;
                         }
                     }
+                    Target::Evolution(_) | Target::Waha(_) => {}
                     Target::Cloud => {
                         let p = cloudapi::webhook::parse(body.as_bytes()).unwrap();
                         assert_eq!(p.batch.unparsed, 0);
@@ -337,6 +379,18 @@ mod tests {
         assert!(failures > 10, "{failures}");
         assert!(silent_sales, "sales is silent at the end of the cycle");
         assert!(story.pending.len() < 1000, "bounded");
+    }
+
+    #[test]
+    fn waha_signatures_are_the_sessions() {
+        let body = br#"{"event":"message","session":"default"}"#;
+        let sig = sign_waha(body);
+        assert!(crate::providers::waha::webhook::hmac_matches(
+            DEMO_WAHA_HMAC_KEY.as_bytes(),
+            body,
+            Some(sig.as_bytes()),
+            Some(b"sha512")
+        ));
     }
 
     #[test]

@@ -15,10 +15,12 @@ pub const CYCLE_SECS: u64 = 180;
 /// The secrets of the demo: not secret, but treated as if they were.
 pub const DEMO_TOKEN: &str = "demo-token-not-secret";
 pub const DEMO_CLIENT_TOKEN: &str = "demo-client-token";
-/// The webhook secret of the demo's Z-API gateways, and the demo Meta app's secrets.
+/// The webhook secret of the demo's Z-API gateways and Evolution API server, and the demo Meta app's secrets.
 pub const DEMO_WEBHOOK_SECRET: &str = "demo-webhook-secret-not-secret";
 pub const DEMO_APP_SECRET: &str = "demo-app-secret-not-secret";
 pub const DEMO_VERIFY_TOKEN: &str = "demo-verify-token-not-secret";
+/// The key the demo's WAHA server signs its webhooks with (`X-Webhook-Hmac`).
+pub const DEMO_WAHA_HMAC_KEY: &str = "demo-waha-hmac-key-not-secret";
 
 /// A wait before answering, as a long poll holds its request.
 pub type Hold = Pin<Box<dyn Future<Output = ()> + Send>>;

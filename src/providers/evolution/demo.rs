@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use hyper::Request;
 use serde_json::json;
 
-use crate::providers::simulator::{no_hold, Simulator, DEMO_TOKEN};
+use crate::providers::simulator::{no_hold, Simulator, DEMO_TOKEN, DEMO_WEBHOOK_SECRET};
 
 pub static SIMULATOR: Simulator = Simulator {
     route,
@@ -16,7 +16,7 @@ pub static SIMULATOR: Simulator = Simulator {
     gateways,
 };
 
-/// `evo`: the whole server, every instance discovered.
+/// `evo`: the whole server, every instance discovered; its webhooks come to `/webhooks/evo`.
 fn gateways(addr: SocketAddr) -> String {
     format!(
         r#"  - name: evo
@@ -24,6 +24,8 @@ fn gateways(addr: SocketAddr) -> String {
     url: http://{addr}
     token: {DEMO_TOKEN}
     instances: all
+    webhooks:
+      secret: {DEMO_WEBHOOK_SECRET}
 "#
     )
 }

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use hyper::Request;
 use serde_json::json;
 
-use crate::providers::simulator::{no_hold, Simulator, DEMO_TOKEN};
+use crate::providers::simulator::{no_hold, Simulator, DEMO_TOKEN, DEMO_WAHA_HMAC_KEY};
 
 pub static SIMULATOR: Simulator = Simulator {
     route,
@@ -15,7 +15,8 @@ pub static SIMULATOR: Simulator = Simulator {
     gateways,
 };
 
-/// `waha`: the whole server, every session discovered.
+/// `waha`: the whole server, every session discovered; its webhooks, signed, come to
+/// `/webhooks/waha`.
 fn gateways(addr: SocketAddr) -> String {
     format!(
         r#"  - name: waha
@@ -23,6 +24,8 @@ fn gateways(addr: SocketAddr) -> String {
     url: http://{addr}
     token: {DEMO_TOKEN}
     instances: all
+    webhooks:
+      hmac_key: {DEMO_WAHA_HMAC_KEY}
 "#
     )
 }
