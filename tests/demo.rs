@@ -139,6 +139,11 @@ async fn a_demo_canary_run_is_delivered() {
     ] {
         assert_eq!(samples(&m, family, &labels), vec![1.0], "{family}");
     }
+    // The run ends with the delete of its message, which the simulated Z-API answers.
+    assert_eq!(
+        samples(&m, "whatsapp_canary_cleanup_failures_total", &labels),
+        vec![0.0]
+    );
     let accept = samples(&m, "whatsapp_canary_accept_seconds_sum", &labels)[0];
     assert!((0.1..2.0).contains(&accept), "accepted in {accept} s");
     let arrival = samples(&m, "whatsapp_canary_arrival_seconds_sum", &labels)[0];

@@ -59,6 +59,24 @@ pub fn is_send_text(method: &Method, parts: &[&str]) -> bool {
     method == Method::POST && matches!(parts, ["instances", _, "token", _, "send-text"])
 }
 
+/// Whether the request is Z-API's delete of a message (`DELETE .../messages?messageId=&phone=&owner=`),
+/// which a canary sends once its run is over.
+pub fn is_delete_message(method: &Method, parts: &[&str]) -> bool {
+    method == Method::DELETE && matches!(parts, ["instances", _, "token", _, "messages"])
+}
+
+/// Answers a delete as Z-API does: 204 with no body, for the demo's own instances and token.
+pub fn delete_message(parts: &[&str]) -> (u16, String) {
+    match parts {
+        ["instances", instance, "token", token, "messages"]
+            if *token == DEMO_TOKEN && NUMBERS.iter().any(|(_, i, _)| i == instance) =>
+        {
+            (204, String::new())
+        }
+        _ => (401, r#"{"error":"Unauthorized"}"#.into()),
+    }
+}
+
 /// Answers a send-text after its accept delay and schedules its relay.
 pub async fn send_text(
     req: Request<Incoming>,
