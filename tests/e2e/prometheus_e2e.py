@@ -8,12 +8,16 @@ use another one. Python 3 standard library only. Everything listens on 127.0.0.1
 
 What it does:
   1. starts a mock PlugzAPI gateway (GET /instances/{id}/token/{token}/status),
-  2. starts the exporter with a config polling that gateway every second, and a second exporter in
-     --demo mode (simulated gateways of every provider, with PlugChat webhooks),
-  3. starts Prometheus scraping both every second, with a copy of alerts/*.rules.yml in which every
-     `for:` is set to 0s so that alerts fire within seconds instead of minutes,
-  4. checks that every PromQL query of every dashboard is accepted by Prometheus (and reports the
-     ones that return no data; at least half must return data),
+  2. starts the exporter with a config polling that gateway every second, a second exporter in
+     --demo mode (simulated gateways of every provider, with PlugChat webhooks), and a third in
+     --demo --no-background-polling mode (the probe mode),
+  3. starts Prometheus scraping the first two every second and the third through the jobs of
+     deploy/prometheus/probe.yml (self-scrape, one /probe per demo gateway) every 2s, with a copy of
+     alerts/*.rules.yml in which every `for:` is set to 0s so that alerts fire within seconds
+     instead of minutes; reloads both demo exporters once,
+  4. checks that every PromQL query of every dashboard is accepted by Prometheus, and that each
+     returns data against the demo in both modes (as Grafana runs it over the time since Prometheus
+     started, variables at "All", `job` at that mode's jobs) within DATA_TIMEOUT seconds of its start,
   5. makes the mock gateway fail with HTTP 500 and waits for WhatsAppGatewayDown{gateway="e2e"} to
      fire, then lets it recover and waits for the alert to clear,
   6. checks that the gateway token never shows in /metrics, /probe, / or the exporter's log,
@@ -196,15 +200,33 @@ class Prometheus:
 # ------------------------------------------------------------------------------------------------
 # dashboards and rules from the repository
 # ------------------------------------------------------------------------------------------------
-def substitute(expr):
-    """Replaces Grafana variables ($var, ${var}) with test values; $1 of label_replace stays."""
+def substitute(expr, values=None):
+    """Replaces Grafana variables ($var, ${var}) with test values; $1 of label_replace stays.
+    `values` maps a dashboard's variables to their value (its "All"); any other is `.*`."""
+    values = dict(values or {}, **VARIABLE_VALUES)
+
     def repl(m):
-        return VARIABLE_VALUES.get(m.group(1) or m.group(2), ".*")
+        return values.get(m.group(1) or m.group(2), ".*")
     return re.sub(r"\$\{(\w+)\}|\$([A-Za-z_]\w*)", repl, expr)
 
 
+def all_values(dash):
+    """What Grafana puts for each query variable of a dashboard set to "All": its allValue, or the
+    regex its query fixes (provider=~"plugzapi|zapi"), or `.*`."""
+    out = {}
+    for v in dash.get("templating", {}).get("list", []):
+        if v.get("type") != "query":
+            continue
+        q = v.get("query")
+        q = q.get("query", "") if isinstance(q, dict) else (q or "")
+        fixed = re.search(rf'\b{re.escape(v["name"])}=~?"([^"$]+)"', q)
+        out[v["name"]] = v.get("allValue") or (fixed.group(1) if fixed else ".*")
+    return out
+
+
 def dashboard_queries():
-    """[(dashboard file, where, expr)] for every target, annotation and label_values() selector."""
+    """[(dashboard file, where, expr, the dashboard's "All" values)] for every target, annotation and
+    label_values() selector."""
     out = []
     ddir = os.path.join(REPO, "dashboards")
     for name in sorted(os.listdir(ddir)):
@@ -212,6 +234,7 @@ def dashboard_queries():
             continue
         with open(os.path.join(ddir, name)) as f:
             dash = json.load(f)
+        values = all_values(dash)
         panels = []
         for p in dash.get("panels", []):
             panels.append(p)
@@ -219,16 +242,16 @@ def dashboard_queries():
         for p in panels:
             for t in p.get("targets", []):
                 if t.get("expr"):
-                    out.append((name, f"panel {p.get('title')!r} {t.get('refId')}", t["expr"]))
+                    out.append((name, f"panel {p.get('title')!r} {t.get('refId')}", t["expr"], values))
         for a in dash.get("annotations", {}).get("list", []):
             if a.get("expr"):
-                out.append((name, f"annotation {a.get('name')!r}", a["expr"]))
+                out.append((name, f"annotation {a.get('name')!r}", a["expr"], values))
         for v in dash.get("templating", {}).get("list", []):
             q = v.get("query")
             q = q.get("query", "") if isinstance(q, dict) else (q or "")
             m = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", q, re.S)
             if v.get("type") == "query" and m:
-                out.append((name, f"variable {v.get('name')!r}", m.group(1)))
+                out.append((name, f"variable {v.get('name')!r}", m.group(1), values))
     return out
 
 
@@ -248,6 +271,90 @@ def copy_rules(dest):
             f.write("# Copy made by tests/e2e/prometheus_e2e.py: every `for:` is 0s here.\n" + text)
         n += 1
     return n
+
+
+# The demo in each mode, as a dashboard's `job` variable picks it: the one job of the background
+# mode; in the probe mode, the self-scrape and the probe jobs of deploy/prometheus/probe.yml.
+DEMO_MODES = {
+    "background": "whatsapp_exporter_demo",
+    "probe": "whatsapp_exporter_probe_demo|whatsapp_probe_demo",
+}
+# How long after Prometheus started the dashboards may take to have data: the demo's stories show
+# everything the panels need within the first 90 seconds of its three-minute cycle (the last is
+# the Cloud API number's FLAGGED spell, a connection change at 80s).
+DATA_TIMEOUT = 150
+
+
+def demo_probe_jobs(addr, targets_file):
+    """The scrape_configs of deploy/prometheus/probe.yml as shipped, for the demo exporter at addr
+    in probe mode: its two jobs renamed (the test's other jobs keep theirs), the exporter's address
+    at addr, its file_sd at targets_file, scrapes every 2s."""
+    with open(os.path.join(REPO, "deploy", "prometheus", "probe.yml")) as f:
+        text = f.read()
+    text = text[text.index("\nscrape_configs:\n") + len("\nscrape_configs:\n"):]
+    text = re.sub(r"(?m)^(\s+- job_name: )whatsapp_exporter\s*$", r"\1whatsapp_exporter_probe_demo", text)
+    text = re.sub(r"(?m)^(\s+- job_name: )whatsapp_probe\s*$", r"\1whatsapp_probe_demo", text)
+    text = text.replace("whatsapp-exporter.example.internal:10070", addr)
+    text = re.sub(r"(?m)^(\s+- )gateways\.json\b.*$", rf"\1{targets_file}", text)
+    for key in ("scrape_interval", "scrape_timeout"):
+        text = re.sub(rf"(?m)^(\s+){key}: \S+", rf"\g<1>{key}: 2s", text)
+    return text
+
+
+def dashboard_data(res, prom, since):
+    """Every dashboard query is valid PromQL, and returns data against the demo in each mode.
+
+    Each query runs as Grafana runs a panel over the time since Prometheus started: a range
+    query (for an instant target: its value at some moment of that time), with every variable
+    at "All" and `job` at the demo of that mode. Waits until DATA_TIMEOUT seconds after `since` for
+    the demo's stories to reach what each panel shows."""
+    queries = dashboard_queries()
+    per_dashboard = {}
+    for dash, where, expr, values in queries:
+        r = prom.query(substitute(expr, values))
+        ok = r.get("status") == "success"
+        per_dashboard.setdefault(dash, [0, 0, []])
+        per_dashboard[dash][0] += ok
+        per_dashboard[dash][1] += 1
+        if not ok:
+            per_dashboard[dash][2].append(f"{where}: {r.get('error')}")
+    for dash, (ok, total, invalid) in sorted(per_dashboard.items()):
+        res.check(ok == total, f"{dash}: {ok}/{total} queries accepted by Prometheus", "; ".join(invalid))
+
+    pending = {}
+    for mode, jobs in DEMO_MODES.items():
+        for dash, where, expr, values in queries:
+            pending[(mode, dash, where)] = substitute(expr, dict(values, job=jobs))
+    deadline = time.monotonic() + DATA_TIMEOUT - (time.time() - since)
+    late = []
+    while True:
+        for key, expr in list(pending.items()):
+            r = prom.api("query_range", query=expr, start=f"{since:.3f}", end=f"{time.time():.3f}", step="2")
+            if r.get("status") == "success" and r.get("data", {}).get("result"):
+                del pending[key]
+                late.append((time.time() - since, key))
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(3)
+    for took, key in late[-3:]:
+        note(f"data {took:.0f}s after Prometheus started: {' '.join(key)}")
+    for mode in DEMO_MODES:
+        empty = [f"{dash}: {where}" for (m, dash, where) in pending if m == mode]
+        total = len(queries)
+        res.check(not empty, f"{mode} mode: {total - len(empty)}/{total} dashboard queries return data "
+                  "against the demo", "no data: " + "; ".join(empty))
+
+
+def http_post(url, timeout=10):
+    """(status, body) of an empty POST; status 0 when the connection failed."""
+    req = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError):
+        return 0, ""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -286,9 +393,10 @@ def run(res, binary, prometheus_bin, tmp, procs):
     procs.append(mock)
     note(f"mock PlugzAPI gateway on 127.0.0.1:{mock.port}")
 
-    exporter_port, demo_port, prom_port = free_port(), free_port(), free_port()
+    exporter_port, demo_port, probe_port, prom_port = free_port(), free_port(), free_port(), free_port()
     exporter = f"http://127.0.0.1:{exporter_port}"
     demo = f"http://127.0.0.1:{demo_port}"
+    probe_demo = f"http://127.0.0.1:{probe_port}"
 
     config = os.path.join(tmp, "whatsapp_exporter.yml")
     with open(config, "w") as f:
@@ -310,12 +418,26 @@ gateways:
     demo_log = os.path.join(tmp, "exporter-demo.log")
     d = start([binary, "--demo", "--web.listen-address", f"127.0.0.1:{demo_port}"], demo_log)
     procs.append(d)
+    probe_log = os.path.join(tmp, "exporter-demo-probe.log")
+    dp = start([binary, "--demo", "--no-background-polling", "--web.listen-address", f"127.0.0.1:{probe_port}"],
+               probe_log)
+    procs.append(dp)
 
     if not res.check(wait_http_ok(f"{exporter}/metrics", p, 30), "exporter serves /metrics",
                      f"log {exporter_log}:\n{tail(exporter_log)}"):
         return
     res.check(wait_http_ok(f"{demo}/metrics", d, 30), "demo exporter serves /metrics",
               f"log {demo_log}:\n{tail(demo_log)}")
+    res.check(wait_http_ok(f"{probe_demo}/-/ready", dp, 30), "demo exporter in probe mode is ready",
+              f"log {probe_log}:\n{tail(probe_log)}")
+    # The probe job's targets: the demo's configured gateways (a server, not its instances), as
+    # its status page lists them before any probe.
+    page = http_get(f"{probe_demo}/", timeout=10)[1]
+    probe_targets = sorted(set(re.findall(r'<td data-label="Gateway">([^<]+)</td>', page)))
+    res.check(len(probe_targets) >= len(PROVIDERS), f"demo gateways to probe: {probe_targets}")
+    probe_sd = os.path.join(tmp, "demo-gateways.json")
+    with open(probe_sd, "w") as f:
+        json.dump([{"targets": probe_targets}], f)
 
     # Prometheus, scraping both exporters every second, with the project's rules (for: 0s).
     rules_dir = os.path.join(tmp, "rules")
@@ -335,7 +457,7 @@ scrape_configs:
   - job_name: whatsapp_exporter_demo
     static_configs:
       - targets: ["127.0.0.1:{demo_port}"]
-""")
+""" + demo_probe_jobs(f"127.0.0.1:{probe_port}", probe_sd))
     prom_log = os.path.join(tmp, "prometheus.log")
     pr = start([prometheus_bin, f"--config.file={prom_config}",
                 f"--storage.tsdb.path={os.path.join(tmp, 'tsdb')}",
@@ -343,17 +465,25 @@ scrape_configs:
                 "--storage.tsdb.retention.time=1h"], prom_log)
     procs.append(pr)
     prom = Prometheus(prom_port)
+    prom_started = time.time()
     if not res.check(wait_http_ok(f"{prom.base}/-/ready", pr, 60), "prometheus is ready",
                      f"log {prom_log}:\n{tail(prom_log)}"):
         return
 
+    want_targets = 3 + len(probe_targets)
+
     def targets_up():
         data = prom.api("targets").get("data", {}).get("activeTargets", [])
-        return len(data) == 2 and all(t.get("health") == "up" for t in data)
-    res.check(wait_for(targets_up, 30), "both exporters are scraped (targets up)",
+        return len(data) == want_targets and all(t.get("health") == "up" for t in data)
+    res.check(wait_for(targets_up, 30), f"the exporters and the {len(probe_targets)} probes are scraped (targets up)",
               json.dumps([(t.get("scrapeUrl"), t.get("health"), t.get("lastError"))
                           for t in prom.api("targets").get("data", {}).get("activeTargets", [])]))
 
+    # A reload of each demo exporter, for the dashboards' reload annotation to mark.
+    time.sleep(2)
+    for url in (demo, probe_demo):
+        status, body = http_post(f"{url}/-/reload")
+        res.check(status == 200, f"POST {url}/-/reload", f"HTTP {status}: {body[:200]}")
     note(f"letting Prometheus scrape for {SCRAPE_WARMUP}s")
     time.sleep(SCRAPE_WARMUP)
 
@@ -381,27 +511,9 @@ scrape_configs:
     res.check(not prom.alerts("WhatsAppGatewayDown", gateway=GATEWAY),
               f"WhatsAppGatewayDown is not active for {GATEWAY} while the gateway answers")
 
-    # (a) every dashboard query is valid PromQL for Prometheus; most return data.
-    queries = dashboard_queries()
-    invalid, empty = [], []
-    per_dashboard = {}
-    for dash, where, expr in queries:
-        r = prom.query(substitute(expr))
-        per_dashboard.setdefault(dash, [0, 0])[1] += 1
-        if r.get("status") != "success":
-            invalid.append(f"{dash}: {where}: {r.get('error')}")
-            continue
-        per_dashboard[dash][0] += 1
-        if not r.get("data", {}).get("result"):
-            empty.append(f"{dash}: {where}")
-    for dash, (ok, total) in sorted(per_dashboard.items()):
-        res.check(ok == total, f"{dash}: {ok}/{total} queries accepted by Prometheus",
-                  "; ".join(i for i in invalid if i.startswith(dash + ":")))
-    with_data = len(queries) - len(invalid) - len(empty)
-    for e in empty:
-        note(f"no data: {e}")
-    res.check(queries and with_data * 2 >= len(queries),
-              f"{with_data}/{len(queries)} dashboard queries return data (at least half must)")
+    # (a) every dashboard query is valid PromQL for Prometheus, and returns data against the demo
+    # in both modes.
+    dashboard_data(res, prom, prom_started)
 
     # The token must not leak while everything works.
     def leak_check(when):

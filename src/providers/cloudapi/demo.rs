@@ -24,6 +24,9 @@ fn gateways(addr: SocketAddr) -> String {
     )
 }
 
+/// The seconds of the cycle while the business account is blocked over its payment method.
+const PAYMENT_BLOCK: std::ops::RangeInclusive<u64> = 15..=39;
+
 /// The id in Meta's documentation examples; no real number stands behind it here.
 pub const DEMO_PHONE_NUMBER_ID: &str = "106540352242922";
 
@@ -67,9 +70,11 @@ fn graph_error(code: u32, kind: &str, message: &str) -> String {
     )
 }
 
-/// The brand number's story: quality slides GREEN → YELLOW → RED (the number is FLAGGED and can
-/// only send LIMITED), recovers through YELLOW with a lowered limit, then the business account is
-/// BLOCKED for a while over its payment method, and all is well again.
+/// The brand number's story: early on the business account is BLOCKED for a while over its
+/// payment method (the one health error of the story, within the first minute so that a
+/// dashboard opened on a fresh demo shows it soon); then quality slides GREEN → YELLOW → RED (the
+/// number is FLAGGED and can only send LIMITED), recovers through YELLOW with a lowered limit, and
+/// all is well again.
 pub fn phone_number(t: u64) -> String {
     let (status, quality, tier) = match t {
         0..=44 => ("CONNECTED", "GREEN", "TIER_10K"),
@@ -84,7 +89,7 @@ pub fn phone_number(t: u64) -> String {
     } else {
         r#"{"entity_type":"PHONE_NUMBER","id":"106540352242922","can_send_message":"AVAILABLE"}"#
     };
-    let waba = if (150..=164).contains(&t) {
+    let waba = if PAYMENT_BLOCK.contains(&t) {
         r#"{"entity_type":"WABA","id":"102290129340398","can_send_message":"BLOCKED","errors":[{"error_code":141006,"error_description":"There is an error with the payment method.","possible_solution":"Update the payment method in WhatsApp Manager."}]}"#
     } else {
         r#"{"entity_type":"WABA","id":"102290129340398","can_send_message":"AVAILABLE"}"#
@@ -113,17 +118,20 @@ mod tests {
         let overall = |t| at(t).health.unwrap().can_send[0];
         assert_eq!(at(10).quality_rating, Some("GREEN"));
         assert_eq!(overall(10), ("OVERALL", "AVAILABLE"));
+        assert_eq!(overall(25), ("OVERALL", "BLOCKED"));
+        assert_eq!(
+            at(25).health.unwrap().errors,
+            vec![("WABA", "141006".to_string())]
+        );
+        assert!(at(25).connected(), "the number itself stays CONNECTED");
+        assert!(at(40).health.unwrap().errors.is_empty());
         assert_eq!(at(60).quality_rating, Some("YELLOW"));
         assert_eq!(at(100).quality_rating, Some("RED"));
         assert!(!at(100).connected(), "FLAGGED while RED");
         assert_eq!(overall(100), ("OVERALL", "LIMITED"));
         assert_eq!(at(100).messaging_limit, Some(10_000.0));
         assert_eq!(at(130).messaging_limit, Some(2_000.0), "tier lowered");
-        assert_eq!(overall(155), ("OVERALL", "BLOCKED"));
-        assert_eq!(
-            at(155).health.unwrap().errors,
-            vec![("WABA", "141006".to_string())]
-        );
+        assert_eq!(overall(155), ("OVERALL", "AVAILABLE"));
         assert!(at(170).health.unwrap().errors.is_empty());
         assert_eq!(at(170).messaging_limit, Some(10_000.0));
         assert!(at(179).connected());

@@ -46,11 +46,12 @@ const HOLD: Duration = Duration::from_secs(3);
 /// The real queue keeps a day of notifications; the simulated one stops growing here.
 const QUEUE_CAP: usize = 500;
 
-/// The instance state at second `t` of the cycle.
+/// The instance state at second `t` of the cycle. The phone is logged out within the first minute,
+/// so that a dashboard opened on a fresh demo soon shows a connection change.
 pub fn state_at(t: u64) -> &'static str {
     match t % CYCLE_SECS {
-        95..=109 => "notAuthorized",
-        110..=119 => "starting",
+        35..=49 => "notAuthorized",
+        50..=59 => "starting",
         145..=159 => "yellowCard",
         _ => "authorized",
     }
@@ -246,8 +247,9 @@ mod tests {
                 .state
         };
         assert_eq!(at(0), InstanceState::Authorized);
-        assert_eq!(at(100), InstanceState::NotAuthorized);
-        assert_eq!(at(115), InstanceState::Starting);
+        assert_eq!(at(40), InstanceState::NotAuthorized);
+        assert_eq!(at(55), InstanceState::Starting);
+        assert_eq!(at(100), InstanceState::Authorized);
         assert_eq!(at(150), InstanceState::YellowCard);
         assert_eq!(at(170), InstanceState::Authorized);
         let authorized = (0..CYCLE_SECS)
