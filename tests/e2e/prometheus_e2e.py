@@ -433,7 +433,9 @@ gateways:
     # The probe job's targets: the demo's configured gateways (a server, not its instances), as
     # its status page lists them before any probe.
     page = http_get(f"{probe_demo}/", timeout=10)[1]
-    probe_targets = sorted(set(re.findall(r'<td data-label="Gateway">([^<]+)</td>', page)))
+    # The gateways table only: the Pushes table below it names gateways and Meta apps too.
+    polled = page.split("<h2>Pushes</h2>")[0]
+    probe_targets = sorted(set(re.findall(r'<td data-label="Gateway">([^<]+)</td>', polled)))
     res.check(len(probe_targets) >= len(PROVIDERS), f"demo gateways to probe: {probe_targets}")
     probe_sd = os.path.join(tmp, "demo-gateways.json")
     with open(probe_sd, "w") as f:
