@@ -5,9 +5,12 @@ Starts a local nginx that serves the PlugzAPI status JSON, blackbox_exporter and
 (release build), and prints:
 
   1. background polling: exporter CPU per poll, 500 gateways at a 1 s interval;
-  2. /probe: CPU per request, driven by wrk, against blackbox_exporter's /probe of the same URL;
-  3. 10,000 gateways: all polled within their first interval, RSS, /metrics render time (median,
-     gzip) while polls keep finishing;
+  2. /probe: CPU per request, driven by wrk, against blackbox_exporter's /probe of the same URL
+     (a gateway is called at most once per interval, so after the first these answer from the
+     last poll); and CPU per /probe that calls its gateway (2,000 gateways, one probe each);
+  3. 10,000 gateways: all polled within their first interval (counted by `whatsapp_up 1`: every
+     gateway has a `whatsapp_up 0` series before its first poll), RSS, /metrics render time
+     (median, gzip) while polls keep finishing;
   4. idle: CPU between polls and RSS with a handful of gateways.
 
 CPU is read from /proc/PID/stat (user + system ticks), so the figures are the process's own, not
@@ -201,13 +204,23 @@ def main():
         p, base = exporter(procs, binary, tmp, "probe", 10, "1m", nginx, ["--no-background-polling"])
         ex_us, ex_n = cpu_per_request(p.pid, f"{base}/probe?target=gw-00000")
         procs.stop(p)
+        # Each gateway probed once: every request is a poll.
+        n_polling = 2000
+        p, base = exporter(procs, binary, tmp, "probe-polls", n_polling, "1m", nginx, ["--no-background-polling"])
+        get(f"{base}/probe?target=gw-00000")  # warm up
+        c0 = cpu_seconds(p.pid)
+        for i in range(1, n_polling):
+            get(f"{base}/probe?target=gw-{i:05d}")
+        polls = metric_sum(get(f"{base}/probe?target=gw-{n_polling - 1:05d}"), "whatsapp_polls_total")
+        probe_poll_us = (cpu_seconds(p.pid) - c0) / (n_polling - 1) * 1e6
+        procs.stop(p)
 
         # 3. 10,000 gateways at a 10 s interval.
         p, base = exporter(procs, binary, tmp, "10k", 10_000, "10s", nginx)
         start = time.time()
         polled = 0
         while time.time() - start < 15:
-            polled = get(f"{base}/metrics", gz=True).count("whatsapp_up{")
+            polled = len(re.findall(r"(?m)^whatsapp_up\{[^}]*\} 1$", get(f"{base}/metrics", gz=True)))
             if polled == 10_000:
                 break
             time.sleep(0.5)
@@ -238,6 +251,8 @@ def main():
              f"ratio {bg_us / bb_us:.2f} of blackbox_exporter's CPU per probe"),
             ("/probe, CPU per request (wrk)", f"{ex_us:.0f} µs ({ex_n} requests)", f"blackbox_exporter: {bb_us:.0f} µs ({bb_n} requests)",
              f"ratio {ex_us / bb_us:.2f} (target <= 0.20)"),
+            ("/probe that calls its gateway, CPU per request", f"{probe_poll_us:.0f} µs",
+             f"blackbox_exporter: {bb_us:.0f} µs", f"ratio {probe_poll_us / bb_us:.2f}; {polls:.0f} poll of the last"),
             ("10,000 gateways: all polled after", f"{first_round:.1f} s", "interval 10 s", f"{polled} of 10000 gateways"),
             ("10,000 gateways: /metrics with gzip, median", f"{statistics.median(renders):.1f} ms", "target <= 50 ms",
              f"p90 {sorted(renders)[int(len(renders) * 0.9)]:.1f} ms, max {max(renders):.1f} ms"),

@@ -98,15 +98,22 @@ class Conn:
         return status, hdrs, data
 
 
-async def fetch(port, method, path, headers=None, body=b"", timeout=10.0, tls=None):
-    """One request on a fresh connection: (status, body, seconds); status None on failure."""
+async def fetch(port, method, path, headers=None, body=b"", timeout=10.0, tls=None, errors=None):
+    """One request on a fresh connection: (status, body, seconds); status None on failure, whose
+    kind (connect or request, and the exception) is appended to `errors` when given."""
     c = Conn(port, tls)
     t0 = time.perf_counter()
+    stage = "connect"
     try:
-        status, _, data = await asyncio.wait_for(c.request(method, path, headers, body), timeout)
+        await asyncio.wait_for(c.connect(), timeout)
+        stage = "request"
+        left = max(0.001, timeout - (time.perf_counter() - t0))
+        status, _, data = await asyncio.wait_for(c.request(method, path, headers, body), left)
         return status, data, time.perf_counter() - t0
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-            ValueError, IndexError, ssl.SSLError):
+            ValueError, IndexError, ssl.SSLError) as e:
+        if errors is not None:
+            errors.append(f"{stage} {type(e).__name__} after {time.perf_counter() - t0:.2f} s")
         return None, b"", time.perf_counter() - t0
     finally:
         c.close()
@@ -359,8 +366,9 @@ class Exporter:
     def pid(self):
         return self.p.pid
 
-    async def get(self, path, timeout=10.0, headers=None):
-        return await fetch(self.port, "GET", path, {**self.auth, **(headers or {})}, timeout=timeout, tls=self.tls)
+    async def get(self, path, timeout=10.0, headers=None, errors=None):
+        return await fetch(self.port, "GET", path, {**self.auth, **(headers or {})}, timeout=timeout, tls=self.tls,
+                           errors=errors)
 
     async def wait_ready(self, seconds=60):
         deadline = time.monotonic() + seconds
@@ -611,10 +619,14 @@ async def bcrypt_flood(binary, tmp):
         known.append(await timed(BASIC_USER, f"wrong-k-{i}"))
     mu, mk = statistics.median(unknown), statistics.median(known)
 
+    failed = []
+
     async def scrapes(seconds):
         lat, end = [], time.monotonic() + seconds
         while time.monotonic() < end:
-            status, _, secs = await ex.get("/metrics", timeout=10)
+            status, _, secs = await ex.get("/metrics", timeout=10, errors=failed)
+            if status not in (200, None):
+                failed.append(f"HTTP {status}")
             lat.append(secs if status == 200 else 10.0)
             await asyncio.sleep(0.5)
         return lat
@@ -630,7 +642,8 @@ async def bcrypt_flood(binary, tmp):
     return result("bcrypt-flood", ok,
                   f"polls/s {before_rate:.0f} before, {during_rate:.0f} during ({ratio:.0%}); "
                   f"authenticated /metrics median {statistics.median(before_lat) * 1000:.0f} ms before, "
-                  f"{med * 1000:.0f} ms (max {max(during_lat) * 1000:.0f} ms) during; "
+                  f"{med * 1000:.0f} ms (max {max(during_lat) * 1000:.0f} ms) during, "
+                  f"{len(failed)} of {len(before_lat) + len(during_lat)} failed {failed or ''}; "
                   f"wrong password for unknown user {mu * 1000:.1f} ms vs known user {mk * 1000:.1f} ms (median of 50); "
                   f"flood answers {dict(sorted(counts.items(), key=str))}",
                   "polling >= 90%, unknown within 20% of known, authenticated median < 1 s")

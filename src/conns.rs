@@ -4,11 +4,15 @@
 //! A connection is *new* until a request head has been read on it, then *busy* while a request is
 //! served and *idle* between requests; a request that waits for a bcrypt check of credentials
 //! never seen before is *waiting*. When the server is full (in all, or for one client address), a
-//! newcomer does not get turned away: the oldest new connection makes room for it, else the
-//! oldest waiting one (a flood of wrong passwords waits there), else the connection idle for
-//! longest (at least [`IDLE_EVICTABLE_AFTER`]). A busy connection is never closed for another. A client that connects and sends its request at once, as Prometheus
-//! does, is the youngest connection until it is busy, so attackers holding sockets open lose
-//! theirs first.
+//! newcomer does not get turned away: the oldest new connection that has had
+//! [`NEW_EVICTABLE_AFTER`] to send its request makes room for it, else the oldest waiting one (a
+//! flood of wrong passwords waits there), else the oldest new one, else the connection idle for
+//! longest (at least [`IDLE_EVICTABLE_AFTER`]). A busy connection is never closed for another. A
+//! client that connects and sends its request at once, as Prometheus does, is the youngest
+//! connection until it is busy, so attackers holding sockets open lose theirs first; and a flood
+//! of wrong passwords from the scraper's own address, reconnecting as fast as its connections are
+//! closed, loses its waiting connections before the scraper's fresh one, whose request may not
+//! have been read yet when the runtime is busy.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -27,11 +31,16 @@ const WAITING: u8 = 3;
 
 /// An idle connection younger than this may still be writing its last answer: not evicted.
 pub const IDLE_EVICTABLE_AFTER: Duration = Duration::from_secs(1);
+/// A new connection younger than this may have sent its request, not read yet: it makes room
+/// only after the waiting ones.
+pub const NEW_EVICTABLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The open connections, by age.
 pub struct Conns {
     max: usize,
     per_client: usize,
+    /// [`NEW_EVICTABLE_AFTER`] in milliseconds (shorter in tests).
+    new_grace_ms: u64,
     epoch: Instant,
     table: Mutex<Table>,
 }
@@ -52,6 +61,8 @@ struct Entry {
 /// What a connection's task shares with the table.
 pub struct ConnState {
     phase: AtomicU8,
+    /// Milliseconds since the table's epoch when it was admitted.
+    opened_ms: u64,
     /// Milliseconds since the table's epoch when it last became idle.
     idle_since: AtomicU64,
     evict: CancellationToken,
@@ -123,6 +134,7 @@ impl Conns {
         Arc::new(Conns {
             max: max.max(1),
             per_client: per_client.clamp(1, max.max(1)),
+            new_grace_ms: u64::try_from(NEW_EVICTABLE_AFTER.as_millis()).unwrap_or(u64::MAX),
             epoch: Instant::now(),
             table: Mutex::new(Table::default()),
         })
@@ -156,6 +168,7 @@ impl Conns {
         t.next_id += 1;
         let state = Arc::new(ConnState {
             phase: AtomicU8::new(NEW),
+            opened_ms: self.now_ms(),
             idle_since: AtomicU64::new(0),
             evict: CancellationToken::new(),
         });
@@ -200,19 +213,25 @@ impl Conns {
         };
         let now = self.now_ms();
         let idle_floor = u64::try_from(IDLE_EVICTABLE_AFTER.as_millis()).unwrap_or(u64::MAX);
-        let oldest_in = |phase: u8| {
+        let oldest_in = |phase: u8, min_age_ms: u64| {
             candidates()
-                .find(|(_, e)| e.state.phase.load(Ordering::Relaxed) == phase)
+                .find(|(_, e)| {
+                    e.state.phase.load(Ordering::Relaxed) == phase
+                        && now.saturating_sub(e.state.opened_ms) >= min_age_ms
+                })
                 .map(|(id, _)| *id)
         };
-        let victim = oldest_in(NEW).or_else(|| oldest_in(WAITING)).or_else(|| {
-            candidates()
-                .filter(|(_, e)| e.state.phase.load(Ordering::Relaxed) == IDLE)
-                .map(|(id, e)| (*id, e.state.idle_since.load(Ordering::Relaxed)))
-                .filter(|(_, since)| now.saturating_sub(*since) >= idle_floor)
-                .min_by_key(|(_, since)| *since)
-                .map(|(id, _)| id)
-        })?;
+        let victim = oldest_in(NEW, self.new_grace_ms)
+            .or_else(|| oldest_in(WAITING, 0))
+            .or_else(|| oldest_in(NEW, 0))
+            .or_else(|| {
+                candidates()
+                    .filter(|(_, e)| e.state.phase.load(Ordering::Relaxed) == IDLE)
+                    .map(|(id, e)| (*id, e.state.idle_since.load(Ordering::Relaxed)))
+                    .filter(|(_, since)| now.saturating_sub(*since) >= idle_floor)
+                    .min_by_key(|(_, since)| *since)
+                    .map(|(id, _)| id)
+            })?;
         if let Some(e) = t.open.remove(&victim) {
             e.state.evict.cancel();
             Self::uncount(t, e.client);
@@ -298,6 +317,35 @@ mod tests {
             "waiting for bcrypt: evictable"
         );
         assert!(!b.state.evicted().is_cancelled(), "busy: never");
+    }
+
+    #[test]
+    fn a_fresh_connection_outlives_one_waiting_for_a_password_check() {
+        let mut conns = Conns::new(2, 2);
+        Arc::get_mut(&mut conns).unwrap().new_grace_ms = 60_000;
+        let flood = conns.admit(ip("10.0.0.1")).unwrap();
+        let _wait = conns.waiting(&flood.state);
+        let scraper = conns.admit(ip("10.0.0.1")).unwrap();
+        // The flood reconnects: its waiting connection goes, not the scraper's fresh one.
+        let again = conns.admit(ip("10.0.0.1")).unwrap();
+        assert!(flood.state.evicted().is_cancelled(), "waiting: evicted");
+        assert!(!scraper.state.evicted().is_cancelled(), "fresh: kept");
+        // With no waiting connection left, the oldest new one goes, fresh or not.
+        let _last = conns.admit(ip("10.0.0.1")).unwrap();
+        assert!(scraper.state.evicted().is_cancelled());
+        assert!(!again.state.evicted().is_cancelled());
+    }
+
+    #[test]
+    fn a_connection_silent_past_its_grace_goes_before_a_waiting_one() {
+        let mut conns = Conns::new(2, 2);
+        Arc::get_mut(&mut conns).unwrap().new_grace_ms = 0;
+        let silent = conns.admit(ip("10.0.0.1")).unwrap();
+        let waiting = conns.admit(ip("10.0.0.1")).unwrap();
+        let _wait = conns.waiting(&waiting.state);
+        let _c = conns.admit(ip("10.0.0.2")).unwrap();
+        assert!(silent.state.evicted().is_cancelled());
+        assert!(!waiting.state.evicted().is_cancelled());
     }
 
     #[test]

@@ -413,10 +413,12 @@ fn write_sample(
         match base.scrub {
             None => write_labels(out, labels),
             Some(scrub) => {
-                let clean: Vec<(&str, std::borrow::Cow<'_, str>)> =
-                    labels.iter().map(|(k, v)| (*k, scrub.scrub(v))).collect();
-                let clean: Vec<(&str, &str)> = clean.iter().map(|(k, v)| (*k, &**v)).collect();
-                write_labels(out, &clean);
+                for (i, (k, v)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_label(out, k, &scrub.scrub(v));
+                }
             }
         }
     }
@@ -430,11 +432,15 @@ fn write_labels(out: &mut String, labels: &[(&str, &str)]) {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(k);
-        out.push_str("=\"");
-        escape_label_value(out, v);
-        out.push('"');
+        write_label(out, k, v);
     }
+}
+
+fn write_label(out: &mut String, name: &str, value: &str) {
+    out.push_str(name);
+    out.push_str("=\"");
+    escape_label_value(out, value);
+    out.push('"');
 }
 
 /// Escapes a label value as the text format requires.

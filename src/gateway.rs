@@ -226,14 +226,19 @@ impl Gateway {
         }
     }
 
-    /// A call due at `due` starts now; the schedule's next one will be at `next`.
+    /// A call due at `due` starts now; the schedule's next one will be at `next`. The series
+    /// show the next poll when the call ends (its record renders them); only a call that may
+    /// last longer than [`NEXT_POLL_SHOWN_AT_START`] renders them now as well, so that it does
+    /// not read as overdue meanwhile. One render per poll instead of two.
     pub fn begin_call(&self, due: Instant, next: Option<Instant>) {
         let mut st = self.state();
         st.last_call = Some(due);
         if let Some(next) = next {
             st.next_poll = Some(wall_time(next));
+            if self.config.timeout > NEXT_POLL_SHOWN_AT_START {
+                self.render(&st);
+            }
         }
-        self.render(&st);
     }
 
     /// When the schedule polls next (rendered as `whatsapp_next_poll_timestamp_seconds`).
@@ -558,6 +563,11 @@ impl Gateway {
 
 /// The `reason` of `whatsapp_last_poll_error_info` before the first poll.
 pub const NOT_POLLED_YET: &str = "not_polled_yet";
+
+/// A call with a longer timeout shows the next poll time as soon as it starts (see
+/// [`Gateway::begin_call`]); a shorter one shows its own due time until it ends, which the
+/// overdue alert (over two minutes for five) never mistakes for a poll kept waiting.
+pub const NEXT_POLL_SHOWN_AT_START: Duration = Duration::from_secs(30);
 
 /// `scheme://host:port` of a URL; the URL itself when it does not parse (every gateway on such
 /// a URL then shares one key, which only makes them share their reputation).

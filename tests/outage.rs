@@ -33,6 +33,14 @@ fn late_name(prefix: &str, interval: Duration, after: Duration) -> String {
         .unwrap()
 }
 
+/// A name whose first poll, at an interval of `interval`, falls within `within` of the start.
+fn early_name(prefix: &str, interval: Duration, within: Duration) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|n| whatsapp_exporter::scheduler::start_offset(n, interval) < within)
+        .unwrap()
+}
+
 async fn probe_only(yaml: &str) -> Exporter {
     let polling = Polling {
         no_background: true,
@@ -155,6 +163,42 @@ async fn a_poll_kept_from_its_slot_shows_overdue() {
         })
         .await;
     assert_eq!(sample(&m, "whatsapp_up", &due), Some(1.0));
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_that_may_last_long_shows_the_next_poll_while_it_runs() {
+    // A gateway that takes 20 s to answer, with a timeout of 45 s: while the call runs, the
+    // series already show the poll after it, not this one's due time (which would read as
+    // overdue); a call with a short timeout shows it when it ends.
+    let mock = slow_status(Duration::from_secs(20)).await;
+    let hour = Duration::from_secs(3600);
+    let name = early_name("long", hour, Duration::from_millis(500));
+    let yaml = format!(
+        "gateways:\n{}",
+        plugzapi(&name, &mock.url(), "    interval: 1h\n    timeout: 45s\n")
+    );
+    let ex = Exporter::start(&yaml).await;
+    let gw = [("gateway", name.as_str())];
+    for _ in 0..50 {
+        if mock.hits() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(mock.hits(), 1, "the first poll started");
+    let m = ex.metrics().await;
+    assert_eq!(
+        sample(&m, "whatsapp_polls_total", &gw),
+        Some(0.0),
+        "in flight"
+    );
+    let next = sample(&m, "whatsapp_next_poll_timestamp_seconds", &gw).unwrap();
+    assert!(
+        next > now() + 3000.0,
+        "the next poll is in {:.0} s, not the hour after this one",
+        next - now()
+    );
     ex.stop().await;
 }
 
