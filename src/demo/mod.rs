@@ -28,6 +28,7 @@ pub use crate::providers::simulator::{
 use crate::providers::simulators;
 
 mod plugchat;
+mod push;
 mod pushes;
 mod relay;
 mod servers;

@@ -25,9 +25,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::push::{Push, Target};
 use super::{CYCLE_SECS, DEMO_APP_SECRET, DEMO_WAHA_HMAC_KEY, DEMO_WEBHOOK_SECRET};
 use crate::exporter::Exporter;
 use crate::providers::cloudapi::demo::DEMO_PHONE_NUMBER_ID;
+use crate::providers::evolution::demo::state;
+use crate::providers::waha::demo::status;
 
 /// The demo's Meta app.
 pub const APP: &str = "demo";
@@ -35,25 +38,6 @@ const TICK: Duration = Duration::from_secs(1);
 /// Meta's documentation example display number; no real number stands behind it here.
 const DISPLAY: &str = "15550783881";
 const WABA: &str = "102290129340398";
-
-/// Where a push goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    Zapi(&'static str),
-    Cloud,
-    /// An instance of the Evolution API server `evo`.
-    Evolution(&'static str),
-    /// A session of the WAHA server `waha`.
-    Waha(&'static str),
-}
-
-/// One push, due at `due_ms`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Push {
-    pub due_ms: i64,
-    pub target: Target,
-    pub body: Value,
-}
 
 pub fn spawn(exporter_addr: SocketAddr, exporter: &Arc<Exporter>, stop: CancellationToken) {
     if ["sales", "brand", "evo", "waha"]
@@ -204,7 +188,7 @@ impl Story {
             due.retain(|p| p.target != Target::Zapi("sales"));
         }
         // An Evolution instance or WAHA session that is down loses its message pushes.
-        due.retain(|p| !super::servers::is_message(p) || super::servers::up(p.target, t));
+        due.retain(|p| !is_message(p) || up(p.target, t));
         // The pending list is bounded by the story: a message has at most three statuses ahead.
         due
     }
@@ -328,6 +312,21 @@ fn change(field: &str, value: Value) -> Value {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "time": time, "changes": [{"field": field, "value": value}]}]})
+}
+
+/// Whether a push is one of connection (kept while the instance is down) or of a message.
+pub fn is_message(p: &Push) -> bool {
+    let event = p.body["event"].as_str().unwrap_or_default();
+    event.starts_with("message") || event.starts_with("send.")
+}
+
+/// Whether the instance or session of a message push is up at second `t`.
+pub fn up(target: Target, t: u64) -> bool {
+    match target {
+        Target::Evolution(i) => state(i, t) == "open",
+        Target::Waha(s) => status(s, t) == "WORKING",
+        _ => true,
+    }
 }
 
 #[cfg(test)]

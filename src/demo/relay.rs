@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request};
 use serde_json::{json, Value};
 
-use super::pushes::{Push, Target};
+use super::push::{Push, Target};
 use super::{DEMO_CLIENT_TOKEN, DEMO_TOKEN};
 use crate::sync::lock;
 

@@ -21,7 +21,8 @@
 
 use serde_json::{json, Value};
 
-use super::pushes::{Story, Target};
+use super::push::Target;
+use super::pushes::Story;
 use super::CYCLE_SECS;
 use crate::providers::evolution::demo::{state, INSTANCES};
 use crate::providers::waha::demo::{status, SESSIONS};
@@ -69,21 +70,6 @@ fn waha(id: &str, event: &str, session: &str, payload: Value, now: i64) -> Value
         "engine": "NOWEB",
         "environment": {"version": "2026.7.1", "engine": "NOWEB", "tier": "CORE", "browser": null},
     })
-}
-
-/// Whether a push is one of connection (kept while the instance is down) or of a message.
-pub fn is_message(p: &super::pushes::Push) -> bool {
-    let event = p.body["event"].as_str().unwrap_or_default();
-    event.starts_with("message") || event.starts_with("send.")
-}
-
-/// Whether the instance or session of a message push is up at second `t`.
-pub fn up(target: Target, t: u64) -> bool {
-    match target {
-        Target::Evolution(i) => state(i, t) == "open",
-        Target::Waha(s) => status(s, t) == "WORKING",
-        _ => true,
-    }
 }
 
 impl Story {
@@ -250,6 +236,7 @@ impl Story {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::demo::pushes::{is_message, up};
     use crate::flow::MessageStatus;
     use crate::providers::{evolution, waha};
 

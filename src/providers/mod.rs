@@ -18,6 +18,7 @@ pub mod cloudapi;
 pub mod discovery;
 pub mod evolution;
 pub mod greenapi;
+pub mod outbound;
 pub mod send;
 pub mod shape;
 pub mod simulator;

@@ -10,26 +10,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{GatewayConfig, ProviderConfig, Template};
+use crate::config::{GatewayConfig, ProviderConfig};
 use crate::error::PollError;
 use crate::flow::MessageKey;
 use crate::http::fetch;
 use crate::secret::Secret;
 
-/// One send request: a POST of `body` as JSON. The URL holds tokens for some providers.
-pub struct Request {
-    pub url: Secret,
-    pub headers: Vec<(&'static str, Secret)>,
-    pub body: Value,
-}
-
-/// What a canary asks the gateway to send: `text` to `number` (digits only).
-pub struct Message<'a> {
-    pub number: &'a str,
-    pub text: &'a str,
-    /// A Cloud API sender's template, whose first body parameter takes `text`.
-    pub template: Option<&'a Template>,
-}
+pub use super::outbound::{string_at, Delete, Message, Request};
 
 /// The send request of the gateway's provider; `Err` for a gateway that cannot send.
 pub fn request(gw: &GatewayConfig, m: &Message) -> Result<Request, PollError> {
@@ -107,15 +94,6 @@ pub async fn send(
     judge_id(gw, &answer)
 }
 
-/// A request that deletes a sent message for everyone: `method` on `url`, with a JSON `body` or
-/// none. The URL (some providers put the number and the id in it) and the body are secrets.
-pub struct Delete {
-    pub method: reqwest::Method,
-    pub url: Secret,
-    pub headers: Vec<(&'static str, Secret)>,
-    pub body: Option<Value>,
-}
-
 /// The request that deletes the message `id`, sent by the gateway to `number`, for everyone;
 /// `None` when the provider has no such API (Cloud API, on-premises WhatsApp Business API).
 pub fn delete_request(gw: &GatewayConfig, number: &str, id: &str) -> Option<Delete> {
@@ -153,18 +131,6 @@ pub async fn delete(
     }
     fetch(req, timeout).await?.check_status()?;
     Ok(true)
-}
-
-/// A JSON string at `path` (object keys, or array indexes as numbers).
-pub(crate) fn string_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    let mut at = v;
-    for p in path {
-        at = match p.parse::<usize>() {
-            Ok(i) => at.get(i)?,
-            Err(_) => at.get(*p)?,
-        };
-    }
-    at.as_str().map(str::trim).filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

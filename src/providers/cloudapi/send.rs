@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::config::{CloudApiConfig, GatewayConfig};
 use crate::error::PollError;
-use crate::providers::send::{string_at, Message, Request};
+use crate::providers::outbound::{string_at, Message, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &CloudApiConfig, m: &Message) -> Result<Request, PollError> {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::config::{EvolutionConfig, GatewayConfig, Target};
 use crate::error::PollError;
 use crate::http::path_segment;
-use crate::providers::send::{string_at, Delete, Message, Request};
+use crate::providers::outbound::{string_at, Delete, Message, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &EvolutionConfig, m: &Message) -> Result<Request, PollError> {

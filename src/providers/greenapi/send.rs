@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::config::{GatewayConfig, GreenApiConfig};
 use crate::http::path_segment;
-use crate::providers::send::{string_at, Delete, Message, Request};
+use crate::providers::outbound::{string_at, Delete, Message, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &GreenApiConfig, m: &Message) -> Request {

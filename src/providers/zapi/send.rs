@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::config::{GatewayConfig, ZapiConfig};
 use crate::http::path_segment;
-use crate::providers::send::{string_at, Delete, Message, Request};
+use crate::providers::outbound::{string_at, Delete, Message, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &ZapiConfig, m: &Message) -> Request {

@@ -1,0 +1,23 @@
+//! One push of the demo, and where it goes: shared by the story (`pushes`), the Evolution API
+//! and WAHA servers' part of it (`servers`) and the canary relay (`relay`).
+
+use serde_json::Value;
+
+/// Where a push goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Zapi(&'static str),
+    Cloud,
+    /// An instance of the Evolution API server `evo`.
+    Evolution(&'static str),
+    /// A session of the WAHA server `waha`.
+    Waha(&'static str),
+}
+
+/// One push, due at `due_ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Push {
+    pub due_ms: i64,
+    pub target: Target,
+    pub body: Value,
+}

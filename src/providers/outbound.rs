@@ -1,0 +1,44 @@
+//! What a send to a gateway is made of, the same for every provider: the leaf that each
+//! provider's `send.rs` and the dispatch in `send` both build on, so neither imports the other
+//! both ways.
+
+use serde_json::Value;
+
+use crate::config::Template;
+use crate::secret::Secret;
+
+/// One send request: a POST of `body` as JSON. The URL holds tokens for some providers.
+pub struct Request {
+    pub url: Secret,
+    pub headers: Vec<(&'static str, Secret)>,
+    pub body: Value,
+}
+
+/// What a canary asks the gateway to send: `text` to `number` (digits only).
+pub struct Message<'a> {
+    pub number: &'a str,
+    pub text: &'a str,
+    /// A Cloud API sender's template, whose first body parameter takes `text`.
+    pub template: Option<&'a Template>,
+}
+
+/// A request that deletes a sent message for everyone: `method` on `url`, with a JSON `body` or
+/// none. The URL (some providers put the number and the id in it) and the body are secrets.
+pub struct Delete {
+    pub method: reqwest::Method,
+    pub url: Secret,
+    pub headers: Vec<(&'static str, Secret)>,
+    pub body: Option<Value>,
+}
+
+/// A JSON string at `path` (object keys, or array indexes as numbers).
+pub fn string_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut at = v;
+    for p in path {
+        at = match p.parse::<usize>() {
+            Ok(i) => at.get(i)?,
+            Err(_) => at.get(*p)?,
+        };
+    }
+    at.as_str().map(str::trim).filter(|s| !s.is_empty())
+}
