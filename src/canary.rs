@@ -23,11 +23,14 @@
 //! not all send at once; then one every `interval`. At most `daily_cap` runs start per UTC day.
 //! Canaries are not polls: `--no-background-polling` leaves them running.
 //!
-//! After a run whose send was accepted (whatever its result), a canary with `cleanup` deletes its
-//! message for everyone through `from`'s API where the provider has one
-//! ([`send::delete`]), so that neither chat keeps it (WhatsApp leaves its "this message was
-//! deleted" placeholder). The message id for that is held by the run only, never logged. A failed
-//! delete leaves the result as it is: it is logged (rate-limited, its reason only) and counted.
+//! After a run, a canary with `cleanup` tidies both chats so that the humans who work those
+//! numbers are not disturbed: when its message arrived, it marks it read through `to`'s API
+//! ([`send::mark_read`], with the chat and id the arrival named), then, when the send was
+//! accepted (whatever the result), it deletes the message for everyone through `from`'s API
+//! where the provider has one ([`send::delete`]; WhatsApp leaves its "this message was deleted"
+//! placeholder). The ids and the chat for that are held by the run only, never logged. A failed
+//! call leaves the result as it is: it is logged (rate-limited, its reason only) and counted by
+//! its step.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -40,8 +43,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::unix_seconds;
 use crate::config::{CanaryConfig, GatewayConfig};
+use crate::error::PollError;
 use crate::exposition::{families, Fragment, FragmentWriter, Histogram};
-use crate::flow::{self, Event, MessageKey, MessageStatus};
+use crate::flow::{self, CanaryArrival, Event, MessageKey, MessageStatus};
 use crate::labels::LabelSet;
 use crate::providers::send;
 use crate::secret::Scrubber;
@@ -56,7 +60,7 @@ families! {
         Delivered => "whatsapp_canary_delivered_seconds", Histogram, "Canary: from the send request to the first delivered (or read) status on from.";
         Arrival => "whatsapp_canary_arrival_seconds", Histogram, "Canary: from the send request to the incoming message with the nonce on to.";
         LastSuccess => "whatsapp_canary_last_success_timestamp_seconds", Gauge, "Canary: Unix time of the end of the last run whose message arrived.";
-        CleanupFailures => "whatsapp_canary_cleanup_failures_total", Counter, "Canary: deletes of the run's message (for everyone, from from's API) that failed; the run's result stands.";
+        CleanupFailures => "whatsapp_canary_cleanup_failures_total", Counter, "Canary: cleanup calls that failed, by step: mark_read (the arrived message, through to's API), delete (for everyone, through from's API); the run's result stands.";
     }
 }
 
@@ -67,6 +71,14 @@ crate::labels::closed_set! {
         StatusOnly => "status_only",
         Lost => "lost",
         SendFailed => "send_failed",
+    }
+}
+
+crate::labels::closed_set! {
+    /// A cleanup call: the `step` label of `whatsapp_canary_cleanup_failures_total`.
+    pub enum CleanupStep {
+        MarkRead => "mark_read",
+        Delete => "delete",
     }
 }
 
@@ -119,6 +131,9 @@ pub struct Canary {
     pub config: CanaryConfig,
     from: GatewayConfig,
     client: reqwest::Client,
+    /// The receiving gateway, for marking the message read, and its client.
+    to: GatewayConfig,
+    to_client: reqwest::Client,
     scrubber: Scrubber,
     state: Mutex<State>,
     wake: Notify,
@@ -130,7 +145,7 @@ pub struct Canary {
 
 struct State {
     counts: [u64; RunResult::COUNT],
-    cleanup_failures: u64,
+    cleanup_failures: [u64; CleanupStep::COUNT],
     accept: Histogram,
     delivered: Histogram,
     arrival: Histogram,
@@ -148,6 +163,8 @@ struct Run {
     early: Vec<(MessageKey, MessageStatus, Instant)>,
     delivered: Option<Instant>,
     arrived: Option<Instant>,
+    /// What `to`'s webhook named the arrived message by, for marking it read.
+    arrival: Option<Box<CanaryArrival>>,
     failed: bool,
 }
 
@@ -199,19 +216,27 @@ impl Registry {
         let mut next = Vec::new();
         let mut fresh = Vec::new();
         for c in canaries {
-            let Some(from) = gateways.iter().find(|g| g.name == c.from) else {
+            let gateway = |name: &str| gateways.iter().find(|g| g.name == name).copied();
+            // `to` is on this replica too: check_shard refuses a configuration where it is not.
+            let (Some(from), Some(to)) = (gateway(&c.from), gateway(&c.to)) else {
                 continue;
             };
             let same = old
                 .iter()
-                .find(|o| &o.config == c && &o.from == *from)
+                .find(|o| &o.config == c && &o.from == from && &o.to == to)
                 .cloned();
             match same {
                 Some(s) => next.push(s),
                 None => {
-                    let client = client(from).map_err(|e| format!("canaries ({}): {e}", c.name))?;
+                    let client = |g| client(g).map_err(|e| format!("canaries ({}): {e}", c.name));
+                    let ends = Ends {
+                        from: from.clone(),
+                        client: client(from)?,
+                        to: to.clone(),
+                        to_client: client(to)?,
+                    };
                     let stop = self.stop.child_token();
-                    let canary = Arc::new(Canary::new(c.clone(), (*from).clone(), client, stop));
+                    let canary = Arc::new(Canary::new(c.clone(), ends, stop));
                     fresh.push(canary.clone());
                     next.push(canary);
                 }
@@ -294,24 +319,39 @@ impl Drop for Clear<'_> {
     }
 }
 
+/// A canary's two gateways and their clients.
+struct Ends {
+    from: GatewayConfig,
+    client: reqwest::Client,
+    to: GatewayConfig,
+    to_client: reqwest::Client,
+}
+
 impl Canary {
-    fn new(
-        config: CanaryConfig,
-        from: GatewayConfig,
-        client: reqwest::Client,
-        stop: CancellationToken,
-    ) -> Self {
-        let mut secrets: Vec<&str> = from.settings.secrets().iter().map(|s| s.expose()).collect();
+    fn new(config: CanaryConfig, ends: Ends, stop: CancellationToken) -> Self {
+        let Ends {
+            from,
+            client,
+            to,
+            to_client,
+        } = ends;
+        let mut secrets: Vec<&str> = [&from, &to]
+            .iter()
+            .flat_map(|g| g.settings.secrets())
+            .map(|s| s.expose())
+            .collect();
         secrets.push(config.to_number.expose());
         let scrubber = Scrubber::new(secrets);
         Canary {
             config,
             from,
             client,
+            to,
+            to_client,
             scrubber,
             state: Mutex::new(State {
                 counts: [0; RunResult::COUNT],
-                cleanup_failures: 0,
+                cleanup_failures: [0; CleanupStep::COUNT],
                 accept: Histogram::new(&ACCEPT_BUCKETS),
                 delivered: Histogram::new(&DELIVERY_BUCKETS),
                 arrival: Histogram::new(&DELIVERY_BUCKETS),
@@ -335,8 +375,9 @@ impl Canary {
                 return;
             };
             for e in events {
-                if to && e.canary == Some(run.nonce) && run.arrived.is_none() {
+                if to && e.canary_nonce() == Some(run.nonce) && run.arrived.is_none() {
                     run.arrived = Some(now);
+                    run.arrival = e.canary.clone();
                     woke = true;
                 }
                 let Some(status) = e.status.filter(|_| from) else {
@@ -430,9 +471,9 @@ impl Canary {
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        let result = {
+        let (result, arrival) = {
             let mut st = lock(&self.state);
-            let run = st.run.take().unwrap_or_default();
+            let mut run = st.run.take().unwrap_or_default();
             let since =
                 |t: Option<Instant>| t.map(|t| t.saturating_duration_since(started).as_secs_f64());
             let (delivered, arrived) = (since(run.delivered), since(run.arrived));
@@ -442,11 +483,12 @@ impl Canary {
             if let Some(a) = arrived {
                 st.arrival.observe(a);
             }
-            match (arrived, delivered) {
+            let result = match (arrived, delivered) {
                 (Some(_), _) => RunResult::Delivered,
                 (None, Some(_)) if !run.failed => RunResult::StatusOnly,
                 _ => RunResult::Lost,
-            }
+            };
+            (result, run.arrival.take())
         };
         match result {
             RunResult::Delivered => {
@@ -458,14 +500,30 @@ impl Canary {
         }
         let result = self.finish(result);
         if self.config.cleanup {
-            self.clean_up(&sent.id).await;
+            if let Some(a) = arrival {
+                self.mark_read(&a).await;
+            }
+            self.delete(&sent.id).await;
         }
         Some(result)
     }
 
-    /// Deletes the run's message for everyone where `from`'s provider can; a failure is counted
-    /// and logged, and changes nothing else.
-    async fn clean_up(&self, id: &crate::secret::Secret) {
+    /// Marks the arrived message read where `to`'s provider can, so that `to`'s chat shows
+    /// nothing unread.
+    async fn mark_read(&self, a: &CanaryArrival) {
+        let Some(id) = &a.id else {
+            return;
+        };
+        let r = send::Received {
+            chat: a.chat.as_ref().map(|c| c.expose()),
+            id: id.expose(),
+        };
+        let read = send::mark_read(&self.to_client, &self.to, &r, self.to.timeout).await;
+        self.cleaned(CleanupStep::MarkRead, &self.to, read);
+    }
+
+    /// Deletes the run's message for everyone where `from`'s provider can.
+    async fn delete(&self, id: &crate::secret::Secret) {
         let number = self.config.to_number.expose();
         let deleted = send::delete(
             &self.client,
@@ -475,18 +533,26 @@ impl Canary {
             self.from.timeout,
         )
         .await;
-        match deleted {
-            Ok(true) => tracing::debug!(canary = %self.config.name, "canary message deleted"),
+        self.cleaned(CleanupStep::Delete, &self.from, deleted);
+    }
+
+    /// A cleanup call's outcome: a failure is counted and logged (its reason only), and changes
+    /// nothing else.
+    fn cleaned(&self, step: CleanupStep, gw: &GatewayConfig, done: Result<bool, PollError>) {
+        match done {
+            Ok(true) => {
+                tracing::debug!(canary = %self.config.name, step = step.as_str(), "canary cleanup done")
+            }
             Ok(false) => {}
             Err(e) => {
-                lock(&self.state).cleanup_failures += 1;
-                crate::logging::warn_limited!(canary = %self.config.name, gateway = %self.from.name, reason = %e.reason(), "canary message not deleted");
+                lock(&self.state).cleanup_failures[step.index()] += 1;
+                crate::logging::warn_limited!(canary = %self.config.name, gateway = %gw.name, step = step.as_str(), reason = %e.reason(), "canary cleanup call failed");
             }
         }
     }
 
-    /// Deletes that failed so far.
-    pub fn cleanup_failures(&self) -> u64 {
+    /// Cleanup calls that failed so far, in the order of [`CleanupStep::ALL`].
+    pub fn cleanup_failures(&self) -> [u64; CleanupStep::COUNT] {
         lock(&self.state).cleanup_failures
     }
 
@@ -524,11 +590,13 @@ impl Canary {
         if let Some(t) = st.last_success {
             w.sample(CanaryFamily::LastSuccess, &[], t);
         }
-        w.sample(
-            CanaryFamily::CleanupFailures,
-            &[],
-            st.cleanup_failures as f64,
-        );
+        for s in CleanupStep::ALL {
+            w.sample(
+                CanaryFamily::CleanupFailures,
+                &[("step", s.as_str())],
+                st.cleanup_failures[s.index()] as f64,
+            );
+        }
         w.finish()
     }
 }

@@ -4,12 +4,15 @@
 //! [`Event`]s; the message-flow state (`flow_state`) counts them into the common
 //! families. An event keeps nothing private: its name and codes are labels from closed sets, a
 //! message id survives only as a keyed hash ([`MessageKey`]), and phone numbers, names and texts
-//! are never read out of the payload.
+//! are never read out of the payload. The one exception is a delivery canary's own message
+//! ([`CanaryArrival`]): its chat and id are held, as secrets, for the run to mark it read.
 
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 use serde_json::Value;
+
+use crate::secret::Secret;
 
 crate::labels::closed_set! {
     /// An outgoing message's status, the same for every provider.
@@ -108,9 +111,48 @@ pub struct Event {
     /// The provider's own instance state label (Green API `stateInstance`), when pushed.
     pub state: Option<&'static str>,
     pub cloud: Option<CloudEvent>,
-    /// The nonce of a delivery canary's message, when an incoming message carries one
+    /// A delivery canary's message, when an incoming message carries a nonce
     /// ([`canary_nonce`]); the text itself is never kept.
-    pub canary: Option<u64>,
+    pub canary: Option<Box<CanaryArrival>>,
+}
+
+/// A delivery canary's message as it arrived on the receiving gateway: its nonce, and what that
+/// gateway's mark-read call names it by, the chat it came in (the sender, as the receiving side
+/// addresses it) and its id. Both are secrets: the canary's run holds them to mark the message
+/// read and drops them; they are never logged, labelled or kept. Any other message keeps
+/// neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryArrival {
+    pub nonce: u64,
+    pub chat: Option<Secret>,
+    pub id: Option<Secret>,
+}
+
+impl CanaryArrival {
+    /// The arrival of a canary's message when `text` carries a nonce; `None` for any other text,
+    /// whose chat and id are then not copied.
+    pub fn of(text: Option<&str>, chat: Option<&str>, id: Option<&str>) -> Option<Box<Self>> {
+        let nonce = text.and_then(canary_nonce)?;
+        let secret = |s: Option<&str>| {
+            s.map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Secret::new(s.to_string()))
+        };
+        Some(Box::new(CanaryArrival {
+            nonce,
+            chat: secret(chat),
+            id: secret(id),
+        }))
+    }
+
+    /// The nonce, chat and id, for tests to compare.
+    #[cfg(test)]
+    pub fn parts(&self) -> (u64, Option<&str>, Option<&str>) {
+        fn s(s: &Option<Secret>) -> Option<&str> {
+            s.as_ref().map(Secret::expose)
+        }
+        (self.nonce, s(&self.chat), s(&self.id))
+    }
 }
 
 impl Event {
@@ -119,6 +161,11 @@ impl Event {
             name,
             ..Default::default()
         }
+    }
+
+    /// The nonce of the canary message this event is the arrival of.
+    pub fn canary_nonce(&self) -> Option<u64> {
+        self.canary.as_ref().map(|c| c.nonce)
     }
 }
 
@@ -269,6 +316,22 @@ mod tests {
             canary_nonce("whatsapp_exporter canary é23456789abcdef0"),
             None
         );
+    }
+
+    #[test]
+    fn only_a_canary_message_keeps_its_chat_and_id_and_never_shows_them() {
+        let none = CanaryArrival::of(Some("hello"), Some("5511999998888"), Some("ABC"));
+        assert_eq!(none, None, "an ordinary message keeps nothing");
+        let text = canary_text(42);
+        let a = CanaryArrival::of(Some(&text), Some(" 5511999998888@c.us "), Some("")).unwrap();
+        assert_eq!(a.nonce, 42);
+        assert_eq!(
+            a.chat.as_ref().map(Secret::expose),
+            Some("5511999998888@c.us")
+        );
+        assert_eq!(a.id, None, "an empty id is none");
+        let shown = format!("{a:?}");
+        assert!(!shown.contains("5511999998888"), "{shown}");
     }
 
     #[test]

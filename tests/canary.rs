@@ -2,8 +2,8 @@
 //! relay the message, pushing its status to the exporter as `from`'s webhooks and its arrival as
 //! `to`'s, with the delays, losses and refusals each test asks for. The tests run the canary
 //! themselves (`run_now`, as its schedule would); its first scheduled run is 30 s or more after
-//! the start, past the end of every test. They record the cleanup calls (deletes) too, and
-//! answer them as the plan says.
+//! the start, past the end of every test. They record the cleanup calls (deletes on `from`,
+//! mark-reads on `to`) too, and answer them as the plan says.
 
 mod common;
 
@@ -15,6 +15,8 @@ use hyper::Response;
 use whatsapp_exporter::canary::RunResult;
 
 const NUMBER: &str = "5511988887777";
+/// `from`'s own number, as `to`'s webhooks name the chat the message came in.
+const FROM_NUMBER: &str = "5511977776666";
 const ZAPI_SECRET: &str = "zapi-webhook-secret-0123456789";
 const GREEN_TOKEN: &str = "green-webhook-token-0123456789";
 const APP_SECRET: &str = "meta-app-secret-0123456789";
@@ -34,6 +36,8 @@ struct Plan {
     before_answer: bool,
     /// The status of the delete endpoint's answer.
     delete_status: u16,
+    /// The status of the mark-read endpoint's answer; `None` answers as the provider documents.
+    read_status: Option<u16>,
 }
 
 impl Default for Plan {
@@ -45,6 +49,7 @@ impl Default for Plan {
             arrival: Some(Duration::from_millis(60)),
             before_answer: false,
             delete_status: 204,
+            read_status: None,
         }
     }
 }
@@ -70,6 +75,8 @@ struct Relay {
     sent: Mutex<Vec<String>>,
     /// The delete calls: method, path, query, body.
     deletes: Mutex<Vec<Seen>>,
+    /// The mark-read calls.
+    reads: Mutex<Vec<Seen>>,
 }
 
 impl Relay {
@@ -83,6 +90,7 @@ impl Relay {
             ids: Mutex::new(0),
             sent: Mutex::new(Vec::new()),
             deletes: Mutex::new(Vec::new()),
+            reads: Mutex::new(Vec::new()),
         })
     }
 
@@ -92,6 +100,10 @@ impl Relay {
 
     fn deletes(&self) -> Vec<Seen> {
         self.deletes.lock().unwrap().clone()
+    }
+
+    fn reads(&self) -> Vec<Seen> {
+        self.reads.lock().unwrap().clone()
     }
 
     fn sent(&self) -> Vec<String> {
@@ -108,6 +120,17 @@ impl Relay {
         }
         if p.contains("getStateInstance") {
             return reply(200, r#"{"stateInstance":"authorized"}"#);
+        }
+        let json: serde_json::Value = serde_json::from_slice(&s.body).unwrap_or_default();
+        if p.ends_with("/read-message") || p.contains("/readChat/") || json["status"] == "read" {
+            let (status, documented) = match self.to {
+                End::Zapi => (204, "{}"),
+                End::Green => (200, r#"{"setRead":true}"#),
+                End::Cloud => (200, r#"{"success":true}"#),
+            };
+            let status = self.plan.lock().unwrap().read_status.unwrap_or(status);
+            self.reads.lock().unwrap().push(s);
+            return reply(status, documented);
         }
         if s.method == hyper::Method::DELETE || p.contains("/deleteMessage/") {
             let status = self.plan.lock().unwrap().delete_status;
@@ -153,7 +176,7 @@ impl Relay {
                 let arrival = async {
                     if let Some(d) = plan.arrival {
                         tokio::time::sleep(d).await;
-                        me.push_arrival(&text).await;
+                        me.push_arrival(&text, &id).await;
                     }
                 };
                 tokio::join!(status, arrival);
@@ -229,18 +252,23 @@ impl Relay {
         self.post(End::Zapi, "sales", body).await;
     }
 
-    async fn push_arrival(&self, text: &str) {
+    /// The message arrives on `to` under its own id there, `IN` and the sent id, from the chat
+    /// of `from`'s number ([`FROM_NUMBER`]).
+    async fn push_arrival(&self, text: &str, id: &str) {
         let text = serde_json::to_string(text).unwrap();
         let body = match self.to {
             End::Zapi => format!(
-                r#"{{"type":"ReceivedCallback","fromMe":false,"phone":"5511977776666","messageId":"X1","momment":{},"text":{{"message":{text}}}}}"#,
+                r#"{{"type":"ReceivedCallback","fromMe":false,"phone":"{FROM_NUMBER}","messageId":"IN{id}","momment":{},"text":{{"message":{text}}}}}"#,
                 now_ms()
             ),
             End::Green => format!(
-                r#"{{"typeWebhook":"incomingMessageReceived","timestamp":{},"idMessage":"X1","senderData":{{"chatId":"5511977776666@c.us"}},"messageData":{{"typeMessage":"textMessage","textMessageData":{{"textMessage":{text}}}}}}}"#,
+                r#"{{"typeWebhook":"incomingMessageReceived","timestamp":{},"idMessage":"IN{id}","senderData":{{"chatId":"{FROM_NUMBER}@c.us"}},"messageData":{{"typeMessage":"textMessage","textMessageData":{{"textMessage":{text}}}}}}}"#,
                 now_ms() / 1000
             ),
-            End::Cloud => unreachable!("no test receives on the Cloud API"),
+            End::Cloud => format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"phone_number_id":"106540352242922"}},"messages":[{{"from":"{FROM_NUMBER}","id":"wamid.IN{id}","timestamp":"{}","type":"text","text":{{"body":{text}}}}}]}}}}]}}]}}"#,
+                now_ms() / 1000
+            ),
         };
         self.post(self.to, "support", body).await;
     }
@@ -270,7 +298,7 @@ fn config(from: End, to: End, url: &str, extra: &str) -> String {
     } else {
         ""
     };
-    let apps = if from == End::Cloud {
+    let apps = if from == End::Cloud || to == End::Cloud {
         format!("webhooks:\n  cloudapi:\n    - {{app: app, app_secret: {APP_SECRET}, verify_token: verify-token-0123456789}}\n")
     } else {
         String::new()
@@ -320,8 +348,11 @@ fn nothing_private(m: &str) {
     let logs = common::logs();
     for private in [
         NUMBER,
+        FROM_NUMBER,
         "98888-7777",
         "zapi-token-for-tests",
+        "green-token-for-tests",
+        "cloud-token-for-tests",
         "whatsapp_exporter canary ",
     ] {
         assert!(!m.contains(private), "{private} in /metrics");
@@ -531,7 +562,7 @@ async fn a_restart_in_the_middle_of_a_run_leaves_nothing_stuck_or_counted_twice(
     let ex = Exporter::start(&config(End::Zapi, End::Green, &mock.url(), "")).await;
     let relay2 = Relay::new(End::Zapi, End::Green);
     relay2.exporter.set(ex.url("")).unwrap();
-    relay2.push_arrival(&old_text).await;
+    relay2.push_arrival(&old_text, "OLD").await;
     let m = ex.metrics().await;
     for r in ["delivered", "lost", "status_only", "send_failed"] {
         assert_eq!(runs(&m, r), 0.0, "{r}");
@@ -708,6 +739,7 @@ async fn cleanup_false_keeps_the_messages() {
     });
     assert_eq!(run(&ex).await, Some(RunResult::Lost));
     assert!(relay.deletes().is_empty());
+    assert!(relay.reads().is_empty(), "nor marked read");
     ex.stop().await;
 }
 
@@ -726,7 +758,12 @@ async fn a_failed_delete_is_counted_and_leaves_the_result() {
         sample(
             &m,
             "whatsapp_canary_cleanup_failures_total",
-            &[("canary", "probe"), ("from", "sales"), ("to", "support")]
+            &[
+                ("canary", "probe"),
+                ("from", "sales"),
+                ("to", "support"),
+                ("step", "delete")
+            ]
         ),
         Some(1.0)
     );
@@ -737,7 +774,7 @@ async fn a_failed_delete_is_counted_and_leaves_the_result() {
     )
     .is_some());
     let logs = common::logs();
-    assert!(logs.contains("canary message not deleted"), "logged");
+    assert!(logs.contains("canary cleanup call failed"), "logged");
     assert!(!logs.contains(&relay.sent()[0]), "the id in the logs");
     nothing_private(&m);
     let (_, page) = ex.get("/").await;
@@ -783,5 +820,119 @@ async fn a_cloud_api_sender_has_nothing_to_delete() {
         ),
         Some(0.0)
     );
+    ex.stop().await;
+}
+
+fn cleanup_failures(m: &str, step: &str) -> Option<f64> {
+    sample(
+        m,
+        "whatsapp_canary_cleanup_failures_total",
+        &[("canary", "probe"), ("step", step)],
+    )
+}
+
+/// The one mark-read call of the run: its path and JSON body.
+fn one_read(relay: &Relay) -> (String, serde_json::Value) {
+    let reads = relay.reads();
+    assert_eq!(reads.len(), 1, "one mark-read");
+    assert_eq!(reads[0].method, hyper::Method::POST);
+    let body = serde_json::from_slice(&reads[0].body).unwrap();
+    (reads[0].path.clone(), body)
+}
+
+#[tokio::test]
+async fn an_arrived_message_is_marked_read_on_a_green_api_to() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    let (path, body) = one_read(&relay);
+    assert_eq!(
+        path,
+        "/waInstance1101000001/readChat/green-token-for-tests-support"
+    );
+    let incoming = format!("IN{}", relay.sent()[0]);
+    assert_eq!(
+        body,
+        serde_json::json!({"chatId": format!("{FROM_NUMBER}@c.us"), "idMessage": incoming}),
+        "the chat and the id the arrival named"
+    );
+    assert_eq!(relay.deletes().len(), 1, "and deleted on from");
+    let m = ex.metrics().await;
+    assert_eq!(cleanup_failures(&m, "mark_read"), Some(0.0));
+    assert_eq!(cleanup_failures(&m, "delete"), Some(0.0));
+    nothing_private(&m);
+    assert!(
+        !common::logs().contains(&incoming),
+        "the incoming id in the logs"
+    );
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn an_arrived_message_is_marked_read_on_a_zapi_to() {
+    let (relay, _mock, ex) = world(End::Green, End::Zapi, "").await;
+    relay.set(Plan {
+        delete_status: 200,
+        ..Plan::default()
+    });
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    let (path, body) = one_read(&relay);
+    assert_eq!(
+        path,
+        "/instances/Isupport/token/zapi-token-for-tests-support/read-message"
+    );
+    assert_eq!(
+        body,
+        serde_json::json!({"phone": FROM_NUMBER, "messageId": format!("IN{}", relay.sent()[0])})
+    );
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn an_arrived_message_is_marked_read_on_a_cloud_api_to() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Cloud, "").await;
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    let (path, body) = one_read(&relay);
+    assert_eq!(path, "/v26.0/106540352242922/messages");
+    assert_eq!(
+        body,
+        serde_json::json!({"messaging_product": "whatsapp", "status": "read", "message_id": format!("wamid.IN{}", relay.sent()[0])})
+    );
+    let m = ex.metrics().await;
+    assert_eq!(cleanup_failures(&m, "mark_read"), Some(0.0));
+    nothing_private(&m);
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_that_did_not_arrive_has_nothing_to_mark_read() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    relay.set(Plan {
+        arrival: None,
+        ..Plan::default()
+    });
+    assert_eq!(run(&ex).await, Some(RunResult::StatusOnly));
+    assert!(relay.reads().is_empty());
+    assert_eq!(relay.deletes().len(), 1, "still deleted on from");
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_mark_read_is_counted_and_the_delete_still_goes() {
+    let (relay, _mock, ex) = world(End::Zapi, End::Green, "").await;
+    relay.set(Plan {
+        read_status: Some(466),
+        ..Plan::default()
+    });
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    assert_eq!(relay.reads().len(), 1);
+    assert_eq!(relay.deletes().len(), 1, "the delete is not skipped");
+    let m = ex.metrics().await;
+    assert_eq!(runs(&m, "delivered"), 1.0, "the result stands");
+    assert_eq!(cleanup_failures(&m, "mark_read"), Some(1.0));
+    assert_eq!(cleanup_failures(&m, "delete"), Some(0.0));
+    let logs = common::logs();
+    assert!(logs.contains("canary cleanup call failed") && logs.contains("mark_read"));
+    nothing_private(&m);
+    assert!(!logs.contains(&format!("IN{}", relay.sent()[0])));
     ex.stop().await;
 }

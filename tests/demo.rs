@@ -139,11 +139,17 @@ async fn a_demo_canary_run_is_delivered() {
     ] {
         assert_eq!(samples(&m, family, &labels), vec![1.0], "{family}");
     }
-    // The run ends with the delete of its message, which the simulated Z-API answers.
-    assert_eq!(
-        samples(&m, "whatsapp_canary_cleanup_failures_total", &labels),
-        vec![0.0]
-    );
+    // The run ends with the mark-read on `to` and the delete on `from`, which the simulated
+    // Z-API answers.
+    for step in ["mark_read", "delete"] {
+        let mut l = labels.to_vec();
+        l.push(("step", step));
+        assert_eq!(
+            samples(&m, "whatsapp_canary_cleanup_failures_total", &l),
+            vec![0.0],
+            "{step}"
+        );
+    }
     let accept = samples(&m, "whatsapp_canary_accept_seconds_sum", &labels)[0];
     assert!((0.1..2.0).contains(&accept), "accepted in {accept} s");
     let arrival = samples(&m, "whatsapp_canary_arrival_seconds_sum", &labels)[0];

@@ -120,6 +120,8 @@ async fn simulate(
         relay::send_text(req, &parts, addr, started).await
     } else if relay::is_delete_message(req.method(), &parts) {
         relay::delete_message(&parts)
+    } else if relay::is_read_message(req.method(), &parts) {
+        relay::read_message(&parts)
     } else {
         route(&req, &path, t)
     };

@@ -10,6 +10,9 @@
 //! - from the 20th to the 30th minute of every hour since the start, a slow spell: delivered and
 //!   arrived in 20–60 s.
 //!
+//! After a run the canary's cleanup calls, `read-message` on the receiving instance and the
+//! delete on the sending one, are answered as Z-API answers them (204).
+//!
 //! The numbers are fake: `5500000000001` is `support`'s, `5500000000002` is `sales`'s; a text to
 //! any other number is sent and never delivered.
 
@@ -65,10 +68,25 @@ pub fn is_delete_message(method: &Method, parts: &[&str]) -> bool {
     method == Method::DELETE && matches!(parts, ["instances", _, "token", _, "messages"])
 }
 
+/// Whether the request is Z-API's `POST .../read-message` `{phone, messageId}`, with which a
+/// canary marks its arrived message read on the receiving side.
+pub fn is_read_message(method: &Method, parts: &[&str]) -> bool {
+    method == Method::POST && matches!(parts, ["instances", _, "token", _, "read-message"])
+}
+
 /// Answers a delete as Z-API does: 204 with no body, for the demo's own instances and token.
 pub fn delete_message(parts: &[&str]) -> (u16, String) {
+    own_instance(parts)
+}
+
+/// Answers a mark-read as Z-API does: 204 with no body, for the demo's own instances and token.
+pub fn read_message(parts: &[&str]) -> (u16, String) {
+    own_instance(parts)
+}
+
+fn own_instance(parts: &[&str]) -> (u16, String) {
     match parts {
-        ["instances", instance, "token", token, "messages"]
+        ["instances", instance, "token", token, _]
             if *token == DEMO_TOKEN && NUMBERS.iter().any(|(_, i, _)| i == instance) =>
         {
             (204, String::new())
@@ -227,7 +245,7 @@ mod tests {
                 {
                     delivered = Some(push.due_ms);
                 }
-                if gw != from && e.canary == Some(NONCE) {
+                if gw != from && e.canary_nonce() == Some(NONCE) {
                     arrived = Some(push.due_ms);
                 }
             }

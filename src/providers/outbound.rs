@@ -22,13 +22,21 @@ pub struct Message<'a> {
     pub template: Option<&'a Template>,
 }
 
-/// A request that deletes a sent message for everyone: `method` on `url`, with a JSON `body` or
-/// none. The URL (some providers put the number and the id in it) and the body are secrets.
-pub struct Delete {
+/// A canary's cleanup call (delete a sent message for everyone, mark a received one read):
+/// `method` on `url`, with a JSON `body` or none. The URL (some providers put the number and the
+/// id in it) and the body are secrets.
+pub struct Call {
     pub method: reqwest::Method,
     pub url: Secret,
     pub headers: Vec<(&'static str, Secret)>,
     pub body: Option<Value>,
+}
+
+/// A message that arrived, named as the receiving gateway's mark-read call names it: the chat it
+/// came in (the sender, as that gateway addresses it) and its id. Both are secrets.
+pub struct Received<'a> {
+    pub chat: Option<&'a str>,
+    pub id: &'a str,
 }
 
 /// A JSON string at `path` (object keys, or array indexes as numbers).

@@ -16,7 +16,7 @@ use crate::flow::MessageKey;
 use crate::http::fetch;
 use crate::secret::Secret;
 
-pub use super::outbound::{string_at, Delete, Message, Request};
+pub use super::outbound::{string_at, Call, Message, Received, Request};
 
 /// The send request of the gateway's provider; `Err` for a gateway that cannot send.
 pub fn request(gw: &GatewayConfig, m: &Message) -> Result<Request, PollError> {
@@ -96,13 +96,27 @@ pub async fn send(
 
 /// The request that deletes the message `id`, sent by the gateway to `number`, for everyone;
 /// `None` when the provider has no such API (Cloud API, on-premises WhatsApp Business API).
-pub fn delete_request(gw: &GatewayConfig, number: &str, id: &str) -> Option<Delete> {
+pub fn delete_request(gw: &GatewayConfig, number: &str, id: &str) -> Option<Call> {
     match &gw.settings {
         ProviderConfig::Zapi(c) => Some(super::zapi::send::delete(gw, c, number, id)),
         ProviderConfig::GreenApi(c) => Some(super::greenapi::send::delete(gw, c, number, id)),
         ProviderConfig::Evolution(c) => super::evolution::send::delete(gw, c, number, id),
         ProviderConfig::Waha(c) => super::waha::send::delete(gw, c, number, id),
         ProviderConfig::CloudApi(_) | ProviderConfig::Waba(_) => None,
+    }
+}
+
+/// The request that marks a message that arrived on the gateway read; `None` when the provider
+/// has no such API (the on-premises WhatsApp Business API receives no webhooks here) or the
+/// arrival did not name the chat the provider needs.
+pub fn read_request(gw: &GatewayConfig, r: &Received) -> Option<Call> {
+    match &gw.settings {
+        ProviderConfig::Zapi(c) => super::zapi::send::read(gw, c, r),
+        ProviderConfig::GreenApi(c) => super::greenapi::send::read(gw, c, r),
+        ProviderConfig::CloudApi(c) => Some(super::cloudapi::send::read(gw, c, r)),
+        ProviderConfig::Evolution(c) => super::evolution::send::read(gw, c, r),
+        ProviderConfig::Waha(c) => super::waha::send::read(gw, c, r),
+        ProviderConfig::Waba(_) => None,
     }
 }
 
@@ -115,9 +129,28 @@ pub async fn delete(
     id: &str,
     timeout: Duration,
 ) -> Result<bool, PollError> {
-    let Some(d) = delete_request(gw, number, id) else {
-        return Ok(false);
-    };
+    match delete_request(gw, number, id) {
+        Some(d) => call(client, d, timeout).await.map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// Marks a message that arrived on the gateway read, within `timeout`: `Ok(false)` when the
+/// provider cannot, `Err` when the gateway did not answer 2xx.
+pub async fn mark_read(
+    client: &reqwest::Client,
+    gw: &GatewayConfig,
+    r: &Received<'_>,
+    timeout: Duration,
+) -> Result<bool, PollError> {
+    match read_request(gw, r) {
+        Some(c) => call(client, c, timeout).await.map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// Makes a cleanup call; only its status counts, and an error never quotes the answer's body.
+async fn call(client: &reqwest::Client, d: Call, timeout: Duration) -> Result<(), PollError> {
     let mut req = client
         .request(d.method, d.url.expose())
         .header(reqwest::header::ACCEPT, "application/json");
@@ -130,7 +163,7 @@ pub async fn delete(
         req = req.header(*k, v.expose());
     }
     fetch(req, timeout).await?.check_status()?;
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -187,7 +220,7 @@ pub(crate) mod tests {
 
     /// Checks a delete request against the fixture's documented one (the URL after `base`), and
     /// that the fixture's answer is a success.
-    pub fn documented_delete(d: &Delete, base: &str, provider: &str, name: &str) {
+    pub fn documented_call(d: &Call, base: &str, provider: &str, name: &str) {
         let (method, path, body) = fixture_request(provider, name);
         assert_eq!(d.method.as_str(), method);
         assert_eq!(d.url.expose().strip_prefix(base), Some(path.as_str()));
@@ -197,6 +230,19 @@ pub(crate) mod tests {
             answer(status, b).check_status().is_ok(),
             "{provider}/{name}"
         );
+    }
+
+    /// Checks a mark-read request against the fixture's documented one (the URL after `base`),
+    /// and that the fixture's answer is a success.
+    pub fn documented_read(gw: &GatewayConfig, r: &Received, base: &str, provider: &str) {
+        let Some(c) = read_request(gw, r) else {
+            panic!("{provider}: no mark-read request");
+        };
+        documented_call(&c, base, provider, "read_message");
+        let no_chat = Received { chat: None, ..*r };
+        if !matches!(gw.settings, ProviderConfig::CloudApi(_)) {
+            assert!(read_request(gw, &no_chat).is_none(), "{provider}: no chat");
+        }
     }
 
     /// Judges a fixture's answer for `gw`.

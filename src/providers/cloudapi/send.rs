@@ -3,12 +3,16 @@
 //! whatsapp, to, type: template, template: {name, language: {code}, components: [{type: body,
 //! parameters: [{type: text, text}]}]}}` with the token as `Authorization: Bearer`. The answer's
 //! `messages[0].id` is the WAMID that the statuses webhooks name.
+//!
+//! Marking read on the receiving side: the same endpoint with `{messaging_product: whatsapp,
+//! status: read, message_id}`, the incoming message's id (Meta, "Mark messages as read"). The
+//! Cloud API has no call that deletes a sent message.
 
 use serde_json::{json, Value};
 
 use crate::config::{CloudApiConfig, GatewayConfig};
 use crate::error::PollError;
-use crate::providers::outbound::{string_at, Message, Request};
+use crate::providers::outbound::{string_at, Call, Message, Received, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &CloudApiConfig, m: &Message) -> Result<Request, PollError> {
@@ -41,6 +45,21 @@ pub fn request(gw: &GatewayConfig, c: &CloudApiConfig, m: &Message) -> Result<Re
     })
 }
 
+pub fn read(gw: &GatewayConfig, c: &CloudApiConfig, r: &Received) -> Call {
+    Call {
+        method: reqwest::Method::POST,
+        url: Secret::new(format!(
+            "{}/{}/{}/messages",
+            gw.url, c.api_version, c.phone_number_id
+        )),
+        headers: vec![(
+            "Authorization",
+            Secret::new(format!("Bearer {}", c.token.expose())),
+        )],
+        body: Some(json!({"messaging_product": "whatsapp", "status": "read", "message_id": r.id})),
+    }
+}
+
 pub fn message_id(v: &Value) -> Option<&str> {
     string_at(v, &["messages", "0", "id"])
 }
@@ -49,7 +68,7 @@ pub fn message_id(v: &Value) -> Option<&str> {
 mod tests {
     use crate::error::Reason;
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{gateway, judged};
+    use crate::providers::send::tests::{documented_read, gateway, judged};
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -86,5 +105,15 @@ mod tests {
             ..m
         };
         assert!(request(&gw, &none).is_err());
+    }
+
+    #[test]
+    fn the_documented_mark_read() {
+        let gw = gateway("  - {name: c, provider: cloudapi, url: 'http://127.0.0.1:9', phone_number_id: '106540352242922', token: T0123456789, api_version: v26.0}\n");
+        let r = crate::providers::send::Received {
+            chat: None,
+            id: "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA",
+        };
+        documented_read(&gw, &r, "http://127.0.0.1:9", "cloudapi");
     }
 }

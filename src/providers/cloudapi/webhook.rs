@@ -312,11 +312,13 @@ fn read_messages(value: &Map<String, Value>, waba: Option<&String>, out: &mut Pa
                 let mut e = Event::named("messages");
                 e.timestamp = flow::unix_time(m.get("timestamp"));
                 e.received = 1;
-                e.canary = m
-                    .get("text")
-                    .and_then(|t| t.get("body"))
-                    .and_then(Value::as_str)
-                    .and_then(flow::canary_nonce);
+                // The message's `id` is what marking it read names; the chat is the number.
+                let text = m.get("text").and_then(|t| t.get("body"));
+                e.canary = flow::CanaryArrival::of(
+                    text.and_then(Value::as_str),
+                    m.get("from").and_then(Value::as_str),
+                    m.get("id").and_then(Value::as_str),
+                );
                 out.batch.items.push(Routed {
                     to: to.clone(),
                     event: e,
@@ -517,9 +519,10 @@ mod tests {
         assert_eq!(p.learned[0].phone_number_id, "1122334455667");
         assert!(p.learned[0].display.is_some());
         assert_eq!(events("incoming_text")[0].event.canary, None);
-        let canary = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"9"},"messages":[{"id":"m","type":"text","text":{"body":"Check whatsapp_exporter canary 0000000000000010 ok"}}]}}]}]}"#;
+        let canary = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"9"},"messages":[{"from":"16315551234","id":"wamid.m","type":"text","text":{"body":"Check whatsapp_exporter canary 0000000000000010 ok"}}]}}]}]}"#;
         let p = parse(canary).unwrap();
-        assert_eq!(p.batch.items[0].event.canary, Some(16));
+        let a = p.batch.items[0].event.canary.as_deref().map(|a| a.parts());
+        assert_eq!(a, Some((16, Some("16315551234"), Some("wamid.m"))));
     }
 
     #[test]

@@ -5,13 +5,16 @@
 //! The cleanup: `DELETE /chat/deleteMessageForEveryone/{instance}` with `{id, remoteJid,
 //! fromMe: true}` (answer 201), the message's key (EvolutionAPI/evolution-api
 //! `src/api/routes/chat.router.ts`, `src/validate/chat.schema.ts`).
+//!
+//! Marking read on the receiving side: `POST /chat/markMessageAsRead/{instance}` with
+//! `{readMessages: [{remoteJid, fromMe: false, id}]}`, the incoming message's key (same files).
 
 use serde_json::{json, Value};
 
 use crate::config::{EvolutionConfig, GatewayConfig, Target};
 use crate::error::PollError;
 use crate::http::path_segment;
-use crate::providers::outbound::{string_at, Delete, Message, Request};
+use crate::providers::outbound::{string_at, Call, Message, Received, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &EvolutionConfig, m: &Message) -> Result<Request, PollError> {
@@ -31,11 +34,11 @@ pub fn request(gw: &GatewayConfig, c: &EvolutionConfig, m: &Message) -> Result<R
     })
 }
 
-pub fn delete(gw: &GatewayConfig, c: &EvolutionConfig, number: &str, id: &str) -> Option<Delete> {
+pub fn delete(gw: &GatewayConfig, c: &EvolutionConfig, number: &str, id: &str) -> Option<Call> {
     let Target::One(instance) = &c.target else {
         return None;
     };
-    Some(Delete {
+    Some(Call {
         method: reqwest::Method::DELETE,
         url: Secret::new(format!(
             "{}/chat/deleteMessageForEveryone/{}",
@@ -49,6 +52,22 @@ pub fn delete(gw: &GatewayConfig, c: &EvolutionConfig, number: &str, id: &str) -
     })
 }
 
+pub fn read(gw: &GatewayConfig, c: &EvolutionConfig, r: &Received) -> Option<Call> {
+    let Target::One(instance) = &c.target else {
+        return None;
+    };
+    Some(Call {
+        method: reqwest::Method::POST,
+        url: Secret::new(format!(
+            "{}/chat/markMessageAsRead/{}",
+            gw.url,
+            path_segment(instance)
+        )),
+        headers: vec![("apikey", c.token.clone())],
+        body: Some(json!({"readMessages": [{"remoteJid": r.chat?, "fromMe": false, "id": r.id}]})),
+    })
+}
+
 pub fn message_id(v: &Value) -> Option<&str> {
     string_at(v, &["key", "id"])
 }
@@ -56,7 +75,7 @@ pub fn message_id(v: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{documented_delete, gateway, judged};
+    use crate::providers::send::tests::{documented_call, documented_read, gateway, judged};
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -85,7 +104,17 @@ mod tests {
         let gw = gateway("  - {name: e, provider: evolution, url: 'http://127.0.0.1:9', instance: my-instance, token: K0123456789}\n");
         let d = crate::providers::send::delete_request(&gw, "553198296801", "BAE594145F4C59B4")
             .unwrap();
-        documented_delete(&d, "http://127.0.0.1:9", "evolution", "delete_message");
+        documented_call(&d, "http://127.0.0.1:9", "evolution", "delete_message");
         assert_eq!(d.headers[0].0, "apikey");
+    }
+
+    #[test]
+    fn the_documented_mark_read() {
+        let gw = gateway("  - {name: e, provider: evolution, url: 'http://127.0.0.1:9', instance: my-instance, token: K0123456789}\n");
+        let r = crate::providers::send::Received {
+            chat: Some("553198296801@s.whatsapp.net"),
+            id: "BAE594145F4C59B4",
+        };
+        documented_read(&gw, &r, "http://127.0.0.1:9", "evolution");
     }
 }

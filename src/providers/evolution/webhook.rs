@@ -152,15 +152,21 @@ pub fn push(v: &Value) -> Option<Push> {
                 // Baileys carries a plain text as `conversation`, a text with a preview or a
                 // reply as `extendedTextMessage.text`; only a canary's nonce is read from it.
                 let message = data.get("message");
-                e.canary = message
+                let text = message
                     .and_then(|m| m.get("conversation"))
                     .or_else(|| {
                         message
                             .and_then(|m| m.get("extendedTextMessage"))
                             .and_then(|x| x.get("text"))
                     })
-                    .and_then(Value::as_str)
-                    .and_then(flow::canary_nonce);
+                    .and_then(Value::as_str);
+                // markMessageAsRead names a message by its key's remoteJid and id, and skips a
+                // remoteJid in `@lid` form: the number's own JID is then in `remoteJidAlt`.
+                let k = |f: &str| key.and_then(|k| k.get(f)).and_then(Value::as_str);
+                let chat = k("remoteJid")
+                    .filter(|j| !j.ends_with("@lid"))
+                    .or_else(|| k("remoteJidAlt"));
+                e.canary = flow::CanaryArrival::of(text, chat, k("id"));
             }
         }
         "messages.update" => {
@@ -343,17 +349,27 @@ mod tests {
         let text = flow::canary_text(0xab);
         for body in [
             format!(
-                r#"{{"event":"messages.upsert","data":{{"key":{{"fromMe":false,"id":"X"}},"message":{{"conversation":"{text}"}}}}}}"#
+                r#"{{"event":"messages.upsert","data":{{"key":{{"remoteJid":"553198296801@s.whatsapp.net","fromMe":false,"id":"X"}},"message":{{"conversation":"{text}"}}}}}}"#
             ),
             format!(
-                r#"{{"event":"messages.upsert","data":{{"key":{{"fromMe":false,"id":"X"}},"message":{{"extendedTextMessage":{{"text":"{text}"}}}}}}}}"#
+                r#"{{"event":"messages.upsert","data":{{"key":{{"remoteJid":"553198296801@s.whatsapp.net","fromMe":false,"id":"X"}},"message":{{"extendedTextMessage":{{"text":"{text}"}}}}}}}}"#
             ),
         ] {
+            let e = parse(body.as_bytes()).unwrap().items.remove(0).event;
             assert_eq!(
-                parse(body.as_bytes()).unwrap().items[0].event.canary,
-                Some(0xab)
+                e.canary.as_deref().map(|a| a.parts()),
+                Some((0xab, Some("553198296801@s.whatsapp.net"), Some("X")))
             );
         }
+        let lid = format!(
+            r#"{{"event":"messages.upsert","data":{{"key":{{"remoteJid":"123456789012345@lid","remoteJidAlt":"553198296801@s.whatsapp.net","fromMe":false,"id":"X"}},"message":{{"conversation":"{text}"}}}}}}"#
+        );
+        let e = parse(lid.as_bytes()).unwrap().items.remove(0).event;
+        assert_eq!(
+            e.canary.as_deref().map(|a| a.parts().1),
+            Some(Some("553198296801@s.whatsapp.net")),
+            "markMessageAsRead skips @lid chats"
+        );
         let own = format!(
             r#"{{"event":"messages.upsert","data":{{"key":{{"fromMe":true,"id":"X"}},"message":{{"conversation":"{text}"}}}}}}"#
         );

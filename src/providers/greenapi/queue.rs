@@ -153,6 +153,9 @@ struct NotificationBody {
     /// Read only for a canary's nonce.
     #[serde(default, rename = "messageData")]
     message_data: Option<serde_json::Value>,
+    /// Read only for a canary's chat.
+    #[serde(default, rename = "senderData")]
+    sender_data: Option<serde_json::Value>,
 }
 
 /// Parses a `receiveNotification` answer: `null` is an empty queue. Without a usable
@@ -191,6 +194,7 @@ pub fn parse_notification(body: &[u8]) -> Result<Option<Notification>, PollError
         description: s(&b.description),
         state: s(&b.state_instance),
         text: webhook::message_text(b.message_data.as_ref()),
+        chat: webhook::sender_chat(b.sender_data.as_ref()),
     });
     Ok(Some(Notification {
         receipt_id,

@@ -5,12 +5,16 @@
 //! The cleanup: `POST /waInstance{idInstance}/deleteMessage/{apiTokenInstance}` with `{chatId,
 //! idMessage}` (answer 200, empty) deletes the message for everyone, `onlySenderDelete` left out
 //! (docs, service/DeleteMessage; for everyone within 72 hours of the send).
+//!
+//! Marking read on the receiving side: `POST /waInstance{idInstance}/readChat/{apiTokenInstance}`
+//! with `{chatId, idMessage}`, the incoming message's `senderData.chatId` and `idMessage` (docs,
+//! marks/ReadChat).
 
 use serde_json::{json, Value};
 
 use crate::config::{GatewayConfig, GreenApiConfig};
 use crate::http::path_segment;
-use crate::providers::outbound::{string_at, Delete, Message, Request};
+use crate::providers::outbound::{string_at, Call, Message, Received, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &GreenApiConfig, m: &Message) -> Request {
@@ -27,19 +31,34 @@ pub fn request(gw: &GatewayConfig, c: &GreenApiConfig, m: &Message) -> Request {
     }
 }
 
-pub fn delete(gw: &GatewayConfig, c: &GreenApiConfig, number: &str, id: &str) -> Delete {
+pub fn delete(gw: &GatewayConfig, c: &GreenApiConfig, number: &str, id: &str) -> Call {
     let url = format!(
         "{}/waInstance{}/deleteMessage/{}",
         gw.url,
         path_segment(&c.instance),
         path_segment(c.token.expose())
     );
-    Delete {
+    Call {
         method: reqwest::Method::POST,
         url: Secret::new(url),
         headers: Vec::new(),
         body: Some(json!({"chatId": format!("{number}@c.us"), "idMessage": id})),
     }
+}
+
+pub fn read(gw: &GatewayConfig, c: &GreenApiConfig, r: &Received) -> Option<Call> {
+    let url = format!(
+        "{}/waInstance{}/readChat/{}",
+        gw.url,
+        path_segment(&c.instance),
+        path_segment(c.token.expose())
+    );
+    Some(Call {
+        method: reqwest::Method::POST,
+        url: Secret::new(url),
+        headers: Vec::new(),
+        body: Some(json!({"chatId": r.chat?, "idMessage": r.id})),
+    })
 }
 
 pub fn message_id(v: &Value) -> Option<&str> {
@@ -49,7 +68,7 @@ pub fn message_id(v: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{documented_delete, gateway, judged};
+    use crate::providers::send::tests::{documented_call, documented_read, gateway, judged};
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -77,6 +96,16 @@ mod tests {
         let gw = gateway("  - {name: g, provider: greenapi, url: 'http://127.0.0.1:9', instance: 1101000001, token: T0123456789}\n");
         let d =
             crate::providers::send::delete_request(&gw, "79123456789", "BAE5F4886F6F2D05").unwrap();
-        documented_delete(&d, "http://127.0.0.1:9", "greenapi", "delete_message");
+        documented_call(&d, "http://127.0.0.1:9", "greenapi", "delete_message");
+    }
+
+    #[test]
+    fn the_documented_mark_read() {
+        let gw = gateway("  - {name: g, provider: greenapi, url: 'http://127.0.0.1:9', instance: 1101000001, token: T0123456789}\n");
+        let r = crate::providers::send::Received {
+            chat: Some("79876543210@c.us"),
+            id: "B275A7AA0D6EF89BB9245169BDF174E6",
+        };
+        documented_read(&gw, &r, "http://127.0.0.1:9", "greenapi");
     }
 }

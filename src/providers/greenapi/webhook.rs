@@ -59,6 +59,8 @@ pub struct Fields<'a> {
     pub state: Option<&'a str>,
     /// An incoming message's text, read only for a canary's nonce.
     pub text: Option<&'a str>,
+    /// An incoming message's chat (`senderData.chatId`), kept for a canary's message only.
+    pub chat: Option<&'a str>,
 }
 
 impl<'a> Fields<'a> {
@@ -72,6 +74,7 @@ impl<'a> Fields<'a> {
             description: s("description"),
             state: s("stateInstance"),
             text: message_text(o.get("messageData")),
+            chat: sender_chat(o.get("senderData")),
         }
     }
 }
@@ -96,6 +99,11 @@ pub fn parse(body: &[u8]) -> Result<Batch, Refused> {
     Ok(batch)
 }
 
+/// The chat an incoming message came in, `senderData.chatId`: what ReadChat names.
+pub fn sender_chat(data: Option<&Value>) -> Option<&str> {
+    data?.get("chatId").and_then(Value::as_str)
+}
+
 /// The text of an incoming message's `messageData`: `textMessageData.textMessage`, or
 /// `extendedTextMessageData.text` (a text with a link preview).
 pub fn message_text(data: Option<&Value>) -> Option<&str> {
@@ -115,7 +123,7 @@ pub fn event(f: Fields) -> Event {
     match e.name {
         "incomingMessageReceived" => {
             e.received = 1;
-            e.canary = f.text.and_then(flow::canary_nonce);
+            e.canary = flow::CanaryArrival::of(f.text, f.chat, f.id);
         }
         "outgoingAPIMessageReceived" => {
             e.accepted = true;
@@ -250,8 +258,15 @@ mod tests {
         }
         assert_eq!(one("incoming_text").received, 1);
         assert_eq!(one("incoming_text").canary, None);
-        let canary = parse(br#"{"typeWebhook":"incomingMessageReceived","messageData":{"typeMessage":"extendedTextMessage","extendedTextMessageData":{"text":"whatsapp_exporter canary 000000000000abcd"}}}"#).unwrap();
-        assert_eq!(canary.items[0].canary, Some(0xabcd));
+        let canary = parse(br#"{"typeWebhook":"incomingMessageReceived","idMessage":"F7AEC1B7086ECDC7E6E45923F5EDB825","senderData":{"chatId":"79001234568@c.us","sender":"79001234568@c.us"},"messageData":{"typeMessage":"extendedTextMessage","extendedTextMessageData":{"text":"whatsapp_exporter canary 000000000000abcd"}}}"#).unwrap();
+        assert_eq!(
+            canary.items[0].canary.as_deref().map(|a| a.parts()),
+            Some((
+                0xabcd,
+                Some("79001234568@c.us"),
+                Some("F7AEC1B7086ECDC7E6E45923F5EDB825")
+            ))
+        );
         let api = one("outgoing_api_message_received");
         assert!(api.accepted && api.messages.len() == 1);
         assert_eq!(one("quota_exceeded").timestamp, None);

@@ -5,13 +5,16 @@
 //! The cleanup: `DELETE /api/{session}/chats/{chatId}/messages/{messageId}` with that serialized
 //! id (devlikeapro/waha `src/api/chats.controller.ts`); both engines delete for everyone (WEBJS
 //! `message.delete(true)`, NOWEB a revoke, `sendMessage(jid, {delete: key})`).
+//!
+//! Marking read on the receiving side: `POST /api/sendSeen` with `{session, chatId, messageIds:
+//! [id]}`, the incoming message's `from` and serialized `id` (`src/structures/chatting.dto.ts`).
 
 use serde_json::{json, Value};
 
 use crate::config::{GatewayConfig, Target, WahaConfig};
 use crate::error::PollError;
 use crate::http::path_segment;
-use crate::providers::outbound::{string_at, Delete, Message, Request};
+use crate::providers::outbound::{string_at, Call, Message, Received, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &WahaConfig, m: &Message) -> Result<Request, PollError> {
@@ -27,11 +30,11 @@ pub fn request(gw: &GatewayConfig, c: &WahaConfig, m: &Message) -> Result<Reques
     })
 }
 
-pub fn delete(gw: &GatewayConfig, c: &WahaConfig, number: &str, id: &str) -> Option<Delete> {
+pub fn delete(gw: &GatewayConfig, c: &WahaConfig, number: &str, id: &str) -> Option<Call> {
     let Target::One(session) = &c.target else {
         return None;
     };
-    Some(Delete {
+    Some(Call {
         method: reqwest::Method::DELETE,
         url: Secret::new(format!(
             "{}/api/{}/chats/{}/messages/{}",
@@ -45,6 +48,18 @@ pub fn delete(gw: &GatewayConfig, c: &WahaConfig, number: &str, id: &str) -> Opt
     })
 }
 
+pub fn read(gw: &GatewayConfig, c: &WahaConfig, r: &Received) -> Option<Call> {
+    let Target::One(session) = &c.target else {
+        return None;
+    };
+    Some(Call {
+        method: reqwest::Method::POST,
+        url: Secret::new(format!("{}/api/sendSeen", gw.url)),
+        headers: c.token.iter().map(|t| ("X-Api-Key", t.clone())).collect(),
+        body: Some(json!({"session": session, "chatId": r.chat?, "messageIds": [r.id]})),
+    })
+}
+
 pub fn message_id(v: &Value) -> Option<&str> {
     string_at(v, &["id"]).or_else(|| string_at(v, &["id", "_serialized"]))
 }
@@ -52,7 +67,7 @@ pub fn message_id(v: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{documented_delete, gateway, judged};
+    use crate::providers::send::tests::{documented_call, documented_read, gateway, judged};
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -87,6 +102,20 @@ mod tests {
             "true_12132132130@c.us_3EB0C767D097B7C7C030",
         )
         .unwrap();
-        documented_delete(&d, "http://127.0.0.1:9", "waha", "delete_message");
+        documented_call(&d, "http://127.0.0.1:9", "waha", "delete_message");
+    }
+
+    #[test]
+    fn the_documented_mark_read() {
+        let gw = gateway(
+            "  - {name: w, provider: waha, url: 'http://127.0.0.1:9', instance: default, token: K0123456789}\n",
+        );
+        let r = crate::providers::send::Received {
+            chat: Some("11111111111@c.us"),
+            id: "false_11111111111@c.us_AAAAAAAAAAAAAAAAAAAA",
+        };
+        documented_read(&gw, &r, "http://127.0.0.1:9", "waha");
+        let c = crate::providers::send::read_request(&gw, &r).unwrap();
+        assert_eq!(c.headers[0].0, "X-Api-Key");
     }
 }

@@ -138,10 +138,9 @@ pub fn push(v: &Value) -> Option<Push> {
         "message" => {
             e.received = u32::from(own != Some(true));
             if own != Some(true) {
-                e.canary = payload
-                    .get("body")
-                    .and_then(Value::as_str)
-                    .and_then(flow::canary_nonce);
+                // sendSeen names the chat (`from`) and the message's serialized `id`.
+                let s = |k: &str| payload.get(k).and_then(Value::as_str);
+                e.canary = flow::CanaryArrival::of(s("body"), s("from"), s("id"));
             }
             e.timestamp = flow::unix_time(payload.get("timestamp")).or(e.timestamp);
         }
@@ -230,14 +229,19 @@ mod tests {
     fn a_canary_nonce_is_read_from_a_received_message_only() {
         let text = flow::canary_text(0xcd);
         let theirs = format!(
-            r#"{{"event":"message","session":"default","payload":{{"fromMe":false,"body":"{text}"}}}}"#
+            r#"{{"event":"message","session":"default","payload":{{"id":"false_11111111111@c.us_AAAAAAAAAAAAAAAAAAAA","from":"11111111111@c.us","fromMe":false,"body":"{text}"}}}}"#
         );
         let own = format!(
             r#"{{"event":"message","session":"default","payload":{{"fromMe":true,"body":"{text}"}}}}"#
         );
+        let e = parse(theirs.as_bytes()).unwrap().items.remove(0).event;
         assert_eq!(
-            parse(theirs.as_bytes()).unwrap().items[0].event.canary,
-            Some(0xcd)
+            e.canary.as_deref().map(|a| a.parts()),
+            Some((
+                0xcd,
+                Some("11111111111@c.us"),
+                Some("false_11111111111@c.us_AAAAAAAAAAAAAAAAAAAA")
+            ))
         );
         assert_eq!(parse(own.as_bytes()).unwrap().items[0].event.canary, None);
     }

@@ -6,12 +6,16 @@
 //! The cleanup: `DELETE /instances/{instance}/token/{token}/messages?messageId=&phone=&owner=true`
 //! (query parameters, no body; answer 204) deletes a message the instance sent (Z-API docs,
 //! `message/delete-message`).
+//!
+//! Marking read on the receiving side: `POST /instances/{instance}/token/{token}/read-message`
+//! with `{phone, messageId}`, the chat and id of the ReceivedCallback (Z-API docs,
+//! `message/read-message`).
 
 use serde_json::{json, Value};
 
 use crate::config::{GatewayConfig, ZapiConfig};
 use crate::http::path_segment;
-use crate::providers::outbound::{string_at, Delete, Message, Request};
+use crate::providers::outbound::{string_at, Call, Message, Received, Request};
 use crate::secret::Secret;
 
 pub fn request(gw: &GatewayConfig, c: &ZapiConfig, m: &Message) -> Request {
@@ -32,7 +36,7 @@ pub fn request(gw: &GatewayConfig, c: &ZapiConfig, m: &Message) -> Request {
     }
 }
 
-pub fn delete(gw: &GatewayConfig, c: &ZapiConfig, number: &str, id: &str) -> Delete {
+pub fn delete(gw: &GatewayConfig, c: &ZapiConfig, number: &str, id: &str) -> Call {
     let url = format!(
         "{}/instances/{}/token/{}/messages?messageId={}&phone={}&owner=true",
         gw.url,
@@ -41,7 +45,7 @@ pub fn delete(gw: &GatewayConfig, c: &ZapiConfig, number: &str, id: &str) -> Del
         path_segment(id),
         path_segment(number)
     );
-    Delete {
+    Call {
         method: reqwest::Method::DELETE,
         url: Secret::new(url),
         headers: c
@@ -53,6 +57,25 @@ pub fn delete(gw: &GatewayConfig, c: &ZapiConfig, number: &str, id: &str) -> Del
     }
 }
 
+pub fn read(gw: &GatewayConfig, c: &ZapiConfig, r: &Received) -> Option<Call> {
+    let url = format!(
+        "{}/instances/{}/token/{}/read-message",
+        gw.url,
+        path_segment(&c.instance),
+        path_segment(c.token.expose())
+    );
+    Some(Call {
+        method: reqwest::Method::POST,
+        url: Secret::new(url),
+        headers: c
+            .client_token
+            .iter()
+            .map(|t| ("Client-Token", t.clone()))
+            .collect(),
+        body: Some(json!({"phone": r.chat?, "messageId": r.id})),
+    })
+}
+
 pub fn message_id(v: &Value) -> Option<&str> {
     string_at(v, &["messageId"]).or_else(|| string_at(v, &["id"]))
 }
@@ -61,7 +84,7 @@ pub fn message_id(v: &Value) -> Option<&str> {
 mod tests {
     use crate::error::Reason;
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{documented_delete, gateway, judged};
+    use crate::providers::send::tests::{documented_call, documented_read, gateway, judged};
     use crate::providers::send::{request, Message};
 
     fn gw() -> crate::config::GatewayConfig {
@@ -99,7 +122,7 @@ mod tests {
             "3999984263738042930CD6ECDE9VDWSA",
         )
         .unwrap();
-        documented_delete(&d, "http://127.0.0.1:9", "zapi", "delete_message");
+        documented_call(&d, "http://127.0.0.1:9", "zapi", "delete_message");
         assert_eq!(d.headers[0].0, "Client-Token");
     }
 
@@ -109,5 +132,14 @@ mod tests {
         assert_eq!(e.reason(), Reason::InvalidResponse);
         let e = judged(&gw(), "zapi", "client_token_refused_403").unwrap_err();
         assert_eq!(e.reason(), Reason::Unauthorized);
+    }
+
+    #[test]
+    fn the_documented_mark_read() {
+        let r = crate::providers::send::Received {
+            chat: Some("5511999998888"),
+            id: "3999984263738042930CD6ECDE9VDWSA",
+        };
+        documented_read(&gw(), &r, "http://127.0.0.1:9", "zapi");
     }
 }

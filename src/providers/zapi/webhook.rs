@@ -106,11 +106,15 @@ pub fn event(v: &Value) -> Option<Event> {
             let own = o.get("fromMe").and_then(crate::json::boolean) == Some(true);
             e.received = u32::from(!own);
             if !own {
-                e.canary = o
-                    .get("text")
-                    .and_then(|t| t.get("message"))
-                    .and_then(Value::as_str)
-                    .and_then(flow::canary_nonce);
+                // `phone` is the chat (the sender) and `messageId` the message, as read-message
+                // names them; kept for a canary's message only.
+                let text = o.get("text").and_then(|t| t.get("message"));
+                let s = |k: &str| o.get(k).and_then(Value::as_str);
+                e.canary = flow::CanaryArrival::of(
+                    text.and_then(Value::as_str),
+                    s("phone"),
+                    s("messageId"),
+                );
             }
         }
         _ => {}
@@ -243,11 +247,18 @@ mod tests {
         assert_eq!(own.items[0].received, 0, "sent from the phone");
         assert_eq!(r.canary, None, "an ordinary text");
         let canary = parse(
-            br#"{"type":"ReceivedCallback","fromMe":false,"text":{"message":"whatsapp_exporter canary 00000000000000ff"}}"#,
+            br#"{"type":"ReceivedCallback","fromMe":false,"phone":"5544999999999","messageId":"A20DA9C0183A2D35A260F53F5D2B9244","text":{"message":"whatsapp_exporter canary 00000000000000ff"}}"#,
         )
         .unwrap();
-        assert_eq!(canary.items[0].canary, Some(255));
-        assert!(!format!("{canary:?}").contains("whatsapp_exporter"));
+        let a = canary.items[0].canary.as_deref().unwrap();
+        assert_eq!(a.nonce, 255);
+        assert_eq!(a.chat.as_ref().unwrap().expose(), "5544999999999");
+        assert_eq!(
+            a.id.as_ref().unwrap().expose(),
+            "A20DA9C0183A2D35A260F53F5D2B9244"
+        );
+        let shown = format!("{canary:?}");
+        assert!(!shown.contains("whatsapp_exporter") && !shown.contains("5544999999999"));
     }
 
     #[test]
