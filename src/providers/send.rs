@@ -37,13 +37,8 @@ pub struct Sent {
     pub id: Secret,
 }
 
-/// The key of the message id in a 2xx answer of the gateway's provider.
-pub fn accepted(gw: &GatewayConfig, body: &[u8]) -> Result<MessageKey, PollError> {
-    accepted_id(gw, body).map(|s| s.key)
-}
-
-/// [`accepted`], with the id.
-pub fn accepted_id(gw: &GatewayConfig, body: &[u8]) -> Result<Sent, PollError> {
+/// The message id in a 2xx answer of the gateway's provider, and its key.
+pub fn accepted(gw: &GatewayConfig, body: &[u8]) -> Result<Sent, PollError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| PollError::from_json(&e))?;
     let id = match &gw.settings {
         ProviderConfig::Zapi(_) => super::zapi::send::message_id(&v),
@@ -64,14 +59,9 @@ pub fn accepted_id(gw: &GatewayConfig, body: &[u8]) -> Result<Sent, PollError> {
 
 /// The judgement of a whole send answer: a 2xx with a message id, else the error a poll would
 /// report for that status (401/403 unauthorized, 429 rate limited, others http_status).
-pub fn judge(gw: &GatewayConfig, answer: &crate::http::Answer) -> Result<MessageKey, PollError> {
-    judge_id(gw, answer).map(|s| s.key)
-}
-
-/// [`judge`], with the id.
-pub fn judge_id(gw: &GatewayConfig, answer: &crate::http::Answer) -> Result<Sent, PollError> {
+pub fn judge(gw: &GatewayConfig, answer: &crate::http::Answer) -> Result<Sent, PollError> {
     answer.check_status()?;
-    accepted_id(gw, &answer.body)
+    accepted(gw, &answer.body)
 }
 
 /// Sends the message and returns the key of its id (and the id), within `timeout`.
@@ -91,7 +81,7 @@ pub async fn send(
         req = req.header(*k, v.expose());
     }
     let answer = fetch(req, timeout).await?;
-    judge_id(gw, &answer)
+    judge(gw, &answer)
 }
 
 /// The request that deletes the message `id`, sent by the gateway to `number`, for everyone;
@@ -248,7 +238,7 @@ pub(crate) mod tests {
     /// Judges a fixture's answer for `gw`.
     pub fn judged(gw: &GatewayConfig, provider: &str, name: &str) -> Result<MessageKey, PollError> {
         let (status, body) = fixture(provider, name);
-        judge(gw, &answer(status, body))
+        judge(gw, &answer(status, body)).map(|s| s.key)
     }
 
     #[test]
