@@ -310,7 +310,7 @@ impl Exporter {
         if !self.polling.no_background {
             for g in gateways.iter() {
                 fragments.push(g.fragment());
-                fragments.extend(g.flow_fragments());
+                g.flow_fragments(&mut fragments);
             }
         }
         fragments.extend(self.plugchat.fragments());

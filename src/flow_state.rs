@@ -247,8 +247,11 @@ impl FlowState {
 /// A gateway's message-flow counters and their rendered series; inactive (no series) until the
 /// gateway receives pushes.
 pub struct Flow {
-    labels: Vec<(&'static str, String)>,
-    state: Mutex<Option<FlowState>>,
+    /// Its labels, escaped once: one allocation per gateway.
+    labels: Box<str>,
+    /// Boxed: most gateways receive no pushes, and an empty box costs a pointer where the state
+    /// would cost its size (about 400 bytes) in every gateway.
+    state: Mutex<Option<Box<FlowState>>>,
     fragment: Mutex<Arc<Fragment>>,
     dirty: AtomicBool,
     /// The evictions last rendered: they change without an event of this gateway.
@@ -258,7 +261,7 @@ pub struct Flow {
 impl Flow {
     pub fn new(labels: &[(&'static str, &str)]) -> Self {
         Flow {
-            labels: labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            labels: crate::exposition::escaped_labels(labels).into_boxed_str(),
             state: Mutex::new(None),
             fragment: Mutex::new(Arc::new(Fragment::default())),
             dirty: AtomicBool::new(false),
@@ -272,7 +275,7 @@ impl Flow {
         if st.as_ref().is_some_and(|s| std::ptr::eq(s.spec, spec)) {
             return;
         }
-        *st = Some(FlowState::new(spec, owner()));
+        *st = Some(Box::new(FlowState::new(spec, owner())));
         self.dirty.store(true, Ordering::Release);
     }
 
@@ -289,7 +292,7 @@ impl Flow {
 
     /// Changes the counters, if active.
     pub fn update<R>(&self, f: impl FnOnce(&mut FlowState) -> R) -> Option<R> {
-        let r = lock(&self.state).as_mut().map(f);
+        let r = lock(&self.state).as_deref_mut().map(f);
         if r.is_some() {
             self.dirty.store(true, Ordering::Release);
         }
@@ -298,7 +301,7 @@ impl Flow {
 
     /// Reads the counters, if active.
     pub fn read<R>(&self, f: impl FnOnce(&FlowState) -> R) -> Option<R> {
-        lock(&self.state).as_ref().map(f)
+        lock(&self.state).as_deref().map(f)
     }
 
     /// The series, rendered again only when something changed since the last time.
@@ -306,9 +309,7 @@ impl Flow {
         let evicted = self.read(|s| s.owner.evicted()).unwrap_or(0);
         let stale = self.evicted_rendered.swap(evicted, Ordering::Relaxed) != evicted;
         if self.dirty.swap(false, Ordering::AcqRel) || stale {
-            let labels: Vec<(&str, &str)> =
-                self.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let mut w = FragmentWriter::new(&labels, &[]);
+            let mut w = FragmentWriter::with_escaped(self.labels.to_string(), &[]);
             let active = self.read(|s| s.write(&mut w)).is_some();
             let frag = if active {
                 w.finish()

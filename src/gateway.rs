@@ -391,13 +391,14 @@ impl Gateway {
         lock(&self.instance_flows).get(name).cloned()
     }
 
-    /// The gateway's message-flow series, then its discovered instances', in name order.
-    pub fn flow_fragments(&self) -> Vec<Arc<Fragment>> {
-        let mut out = vec![self.flow.fragment()];
+    /// Adds the gateway's message-flow series to `out`, then its discovered instances', in name
+    /// order: nothing for a gateway that receives no pushes, so that a scrape of many such
+    /// gateways visits each once.
+    pub fn flow_fragments(&self, out: &mut Vec<Arc<Fragment>>) {
         if self.flow.is_active() {
+            out.push(self.flow.fragment());
             out.extend(lock(&self.instance_flows).values().map(|f| f.fragment()));
         }
-        out
     }
 
     /// Gives each instance of the last listing its own message-flow series (with the server's

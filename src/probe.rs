@@ -82,7 +82,7 @@ pub async fn handle(ex: &Exporter, query: Option<&str>, headers: &HeaderMap) -> 
 /// everything about the gateway under the same `job` and `instance`, as alerts join them.
 fn series(gw: &Gateway) -> Vec<u8> {
     let mut frags = vec![gw.fragment()];
-    frags.extend(gw.flow_fragments());
+    gw.flow_fragments(&mut frags);
     let mut out = Vec::with_capacity(frags.iter().map(|f| f.text_len()).sum::<usize>() + 2048);
     let own = crate::providers::families(gw.config.provider);
     // Writing into a Vec cannot fail.
