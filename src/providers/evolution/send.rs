@@ -34,38 +34,40 @@ pub fn request(gw: &GatewayConfig, c: &EvolutionConfig, m: &Message) -> Result<R
     })
 }
 
-pub fn delete(gw: &GatewayConfig, c: &EvolutionConfig, number: &str, id: &str) -> Option<Call> {
+/// A chat call of the gateway's instance: `method` on `/chat/<call>/<instance>` with `body`;
+/// `None` for a whole server, which has no one instance to ask.
+fn chat_call(
+    gw: &GatewayConfig,
+    c: &EvolutionConfig,
+    method: reqwest::Method,
+    call: &str,
+    body: Value,
+) -> Option<Call> {
     let Target::One(instance) = &c.target else {
         return None;
     };
     Some(Call {
-        method: reqwest::Method::DELETE,
-        url: Secret::new(format!(
-            "{}/chat/deleteMessageForEveryone/{}",
-            gw.url,
-            path_segment(instance)
-        )),
+        method,
+        url: Secret::new(format!("{}/chat/{call}/{}", gw.url, path_segment(instance))),
         headers: vec![("apikey", c.token.clone())],
-        body: Some(
-            json!({"id": id, "remoteJid": format!("{number}@s.whatsapp.net"), "fromMe": true}),
-        ),
+        body: Some(body),
     })
 }
 
+pub fn delete(gw: &GatewayConfig, c: &EvolutionConfig, number: &str, id: &str) -> Option<Call> {
+    let body = json!({"id": id, "remoteJid": format!("{number}@s.whatsapp.net"), "fromMe": true});
+    chat_call(
+        gw,
+        c,
+        reqwest::Method::DELETE,
+        "deleteMessageForEveryone",
+        body,
+    )
+}
+
 pub fn read(gw: &GatewayConfig, c: &EvolutionConfig, r: &Received) -> Option<Call> {
-    let Target::One(instance) = &c.target else {
-        return None;
-    };
-    Some(Call {
-        method: reqwest::Method::POST,
-        url: Secret::new(format!(
-            "{}/chat/markMessageAsRead/{}",
-            gw.url,
-            path_segment(instance)
-        )),
-        headers: vec![("apikey", c.token.clone())],
-        body: Some(json!({"readMessages": [{"remoteJid": r.chat?, "fromMe": false, "id": r.id}]})),
-    })
+    let body = json!({"readMessages": [{"remoteJid": r.chat?, "fromMe": false, "id": r.id}]});
+    chat_call(gw, c, reqwest::Method::POST, "markMessageAsRead", body)
 }
 
 pub fn message_id(v: &Value) -> Option<&str> {

@@ -17,48 +17,42 @@ use crate::http::path_segment;
 use crate::providers::outbound::{string_at, Call, Message, Received, Request};
 use crate::secret::Secret;
 
-pub fn request(gw: &GatewayConfig, c: &GreenApiConfig, m: &Message) -> Request {
-    let url = format!(
-        "{}/waInstance{}/sendMessage/{}",
+/// The instance's URL of `method`; the token is in it.
+fn url(gw: &GatewayConfig, c: &GreenApiConfig, method: &str) -> Secret {
+    Secret::new(format!(
+        "{}/waInstance{}/{method}/{}",
         gw.url,
         path_segment(&c.instance),
         path_segment(c.token.expose())
-    );
+    ))
+}
+
+/// A POST of `body` to the instance's `method`.
+fn post(gw: &GatewayConfig, c: &GreenApiConfig, method: &str, body: Value) -> Call {
+    Call {
+        method: reqwest::Method::POST,
+        url: url(gw, c, method),
+        headers: Vec::new(),
+        body: Some(body),
+    }
+}
+
+pub fn request(gw: &GatewayConfig, c: &GreenApiConfig, m: &Message) -> Request {
     Request {
-        url: Secret::new(url),
+        url: url(gw, c, "sendMessage"),
         headers: Vec::new(),
         body: json!({"chatId": format!("{}@c.us", m.number), "message": m.text}),
     }
 }
 
 pub fn delete(gw: &GatewayConfig, c: &GreenApiConfig, number: &str, id: &str) -> Call {
-    let url = format!(
-        "{}/waInstance{}/deleteMessage/{}",
-        gw.url,
-        path_segment(&c.instance),
-        path_segment(c.token.expose())
-    );
-    Call {
-        method: reqwest::Method::POST,
-        url: Secret::new(url),
-        headers: Vec::new(),
-        body: Some(json!({"chatId": format!("{number}@c.us"), "idMessage": id})),
-    }
+    let body = json!({"chatId": format!("{number}@c.us"), "idMessage": id});
+    post(gw, c, "deleteMessage", body)
 }
 
 pub fn read(gw: &GatewayConfig, c: &GreenApiConfig, r: &Received) -> Option<Call> {
-    let url = format!(
-        "{}/waInstance{}/readChat/{}",
-        gw.url,
-        path_segment(&c.instance),
-        path_segment(c.token.expose())
-    );
-    Some(Call {
-        method: reqwest::Method::POST,
-        url: Secret::new(url),
-        headers: Vec::new(),
-        body: Some(json!({"chatId": r.chat?, "idMessage": r.id})),
-    })
+    let body = json!({"chatId": r.chat?, "idMessage": r.id});
+    Some(post(gw, c, "readChat", body))
 }
 
 pub fn message_id(v: &Value) -> Option<&str> {

@@ -18,60 +18,51 @@ use crate::http::path_segment;
 use crate::providers::outbound::{string_at, Call, Message, Received, Request};
 use crate::secret::Secret;
 
-pub fn request(gw: &GatewayConfig, c: &ZapiConfig, m: &Message) -> Request {
-    let url = format!(
-        "{}/instances/{}/token/{}/send-text",
+/// The instance's URL for `call` (a path, with its query when it has one); the token is in it.
+fn url(gw: &GatewayConfig, c: &ZapiConfig, call: &str) -> Secret {
+    Secret::new(format!(
+        "{}/instances/{}/token/{}/{call}",
         gw.url,
         path_segment(&c.instance),
         path_segment(c.token.expose())
-    );
+    ))
+}
+
+/// The Client-Token header, sent with every call when configured.
+fn headers(c: &ZapiConfig) -> Vec<(&'static str, Secret)> {
+    c.client_token
+        .iter()
+        .map(|t| ("Client-Token", t.clone()))
+        .collect()
+}
+
+pub fn request(gw: &GatewayConfig, c: &ZapiConfig, m: &Message) -> Request {
     Request {
-        url: Secret::new(url),
-        headers: c
-            .client_token
-            .iter()
-            .map(|t| ("Client-Token", t.clone()))
-            .collect(),
+        url: url(gw, c, "send-text"),
+        headers: headers(c),
         body: json!({"phone": m.number, "message": m.text}),
     }
 }
 
 pub fn delete(gw: &GatewayConfig, c: &ZapiConfig, number: &str, id: &str) -> Call {
-    let url = format!(
-        "{}/instances/{}/token/{}/messages?messageId={}&phone={}&owner=true",
-        gw.url,
-        path_segment(&c.instance),
-        path_segment(c.token.expose()),
+    let call = format!(
+        "messages?messageId={}&phone={}&owner=true",
         path_segment(id),
         path_segment(number)
     );
     Call {
         method: reqwest::Method::DELETE,
-        url: Secret::new(url),
-        headers: c
-            .client_token
-            .iter()
-            .map(|t| ("Client-Token", t.clone()))
-            .collect(),
+        url: url(gw, c, &call),
+        headers: headers(c),
         body: None,
     }
 }
 
 pub fn read(gw: &GatewayConfig, c: &ZapiConfig, r: &Received) -> Option<Call> {
-    let url = format!(
-        "{}/instances/{}/token/{}/read-message",
-        gw.url,
-        path_segment(&c.instance),
-        path_segment(c.token.expose())
-    );
     Some(Call {
         method: reqwest::Method::POST,
-        url: Secret::new(url),
-        headers: c
-            .client_token
-            .iter()
-            .map(|t| ("Client-Token", t.clone()))
-            .collect(),
+        url: url(gw, c, "read-message"),
+        headers: headers(c),
         body: Some(json!({"phone": r.chat?, "messageId": r.id})),
     })
 }
