@@ -162,9 +162,8 @@ struct Run {
     key: Option<MessageKey>,
     early: Vec<(MessageKey, MessageStatus, Instant)>,
     delivered: Option<Instant>,
-    arrived: Option<Instant>,
-    /// What `to`'s webhook named the arrived message by, for marking it read.
-    arrival: Option<Box<CanaryArrival>>,
+    /// When the message arrived on `to`, and what `to`'s webhook named it by (to mark it read).
+    arrived: Option<(Instant, Box<CanaryArrival>)>,
     failed: bool,
 }
 
@@ -375,9 +374,8 @@ impl Canary {
                 return;
             };
             for e in events {
-                if to && e.canary_nonce() == Some(run.nonce) && run.arrived.is_none() {
-                    run.arrived = Some(now);
-                    run.arrival = e.canary.clone();
+                if let Some(a) = e.canary.as_ref().filter(|a| to && a.nonce == run.nonce) {
+                    run.arrived.get_or_insert_with(|| (now, a.clone()));
                     woke = true;
                 }
                 let Some(status) = e.status.filter(|_| from) else {
@@ -473,10 +471,11 @@ impl Canary {
         }
         let (result, arrival) = {
             let mut st = lock(&self.state);
-            let mut run = st.run.take().unwrap_or_default();
+            let run = st.run.take().unwrap_or_default();
             let since =
                 |t: Option<Instant>| t.map(|t| t.saturating_duration_since(started).as_secs_f64());
-            let (delivered, arrived) = (since(run.delivered), since(run.arrived));
+            let (arrived_at, arrival) = run.arrived.unzip();
+            let (delivered, arrived) = (since(run.delivered), since(arrived_at));
             if let Some(d) = delivered {
                 st.delivered.observe(d);
             }
@@ -488,7 +487,7 @@ impl Canary {
                 (None, Some(_)) if !run.failed => RunResult::StatusOnly,
                 _ => RunResult::Lost,
             };
-            (result, run.arrival.take())
+            (result, arrival)
         };
         match result {
             RunResult::Delivered => {
@@ -511,14 +510,7 @@ impl Canary {
     /// Marks the arrived message read where `to`'s provider can, so that `to`'s chat shows
     /// nothing unread.
     async fn mark_read(&self, a: &CanaryArrival) {
-        let Some(id) = &a.id else {
-            return;
-        };
-        let r = send::Received {
-            chat: a.chat.as_ref().map(|c| c.expose()),
-            id: id.expose(),
-        };
-        let read = send::mark_read(&self.to_client, &self.to, &r, self.to.timeout).await;
+        let read = send::mark_read(&self.to_client, &self.to, a, self.to.timeout).await;
         self.cleaned(CleanupStep::MarkRead, &self.to, read);
     }
 
@@ -551,11 +543,6 @@ impl Canary {
         }
     }
 
-    /// Cleanup calls that failed so far, in the order of [`CleanupStep::ALL`].
-    pub fn cleanup_failures(&self) -> [u64; CleanupStep::COUNT] {
-        lock(&self.state).cleanup_failures
-    }
-
     fn finish(&self, r: RunResult) -> RunResult {
         let mut st = lock(&self.state);
         st.counts[r.index()] += 1;
@@ -563,11 +550,6 @@ impl Canary {
             st.last_success = Some(unix_seconds(SystemTime::now()));
         }
         r
-    }
-
-    /// Runs by result so far, in the order of [`RunResult::ALL`].
-    pub fn counts(&self) -> [u64; RunResult::COUNT] {
-        lock(&self.state).counts
     }
 
     fn fragment(&self) -> Fragment {
@@ -644,7 +626,8 @@ mod tests {
         assert!(!r.done());
         r.status(MessageStatus::Sent, now);
         assert!(!r.done());
-        r.arrived = Some(now);
+        let arrival = flow::CanaryArrival::of(Some(&flow::canary_text(1)), None, None).unwrap();
+        r.arrived = Some((now, arrival));
         assert!(!r.done(), "the status is still awaited");
         r.status(MessageStatus::Read, now);
         assert!(r.done(), "read stands for delivered");

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::config::{GatewayConfig, ProviderConfig};
 use crate::error::PollError;
-use crate::flow::MessageKey;
+use crate::flow::{CanaryArrival, MessageKey};
 use crate::http::fetch;
 use crate::secret::Secret;
 
@@ -125,15 +125,22 @@ pub async fn delete(
     }
 }
 
-/// Marks a message that arrived on the gateway read, within `timeout`: `Ok(false)` when the
-/// provider cannot, `Err` when the gateway did not answer 2xx.
+/// Marks a canary's message that arrived on the gateway read, within `timeout`: `Ok(false)` when
+/// the provider cannot (or the arrival named no id), `Err` when the gateway did not answer 2xx.
 pub async fn mark_read(
     client: &reqwest::Client,
     gw: &GatewayConfig,
-    r: &Received<'_>,
+    arrival: &CanaryArrival,
     timeout: Duration,
 ) -> Result<bool, PollError> {
-    match read_request(gw, r) {
+    let Some(id) = &arrival.id else {
+        return Ok(false);
+    };
+    let r = Received {
+        chat: arrival.chat.as_ref().map(Secret::expose),
+        id: id.expose(),
+    };
+    match read_request(gw, &r) {
         Some(c) => call(client, c, timeout).await.map(|()| true),
         None => Ok(false),
     }
