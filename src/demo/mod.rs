@@ -118,10 +118,8 @@ async fn simulate(
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (status, body) = if relay::is_send_text(req.method(), &parts) {
         relay::send_text(req, &parts, addr, started).await
-    } else if relay::is_delete_message(req.method(), &parts) {
-        relay::delete_message(&parts)
-    } else if relay::is_read_message(req.method(), &parts) {
-        relay::read_message(&parts)
+    } else if relay::is_cleanup(req.method(), &parts) {
+        relay::cleanup(&parts)
     } else {
         route(&req, &path, t)
     };

@@ -14,6 +14,15 @@ pub enum Target {
     Waha(&'static str),
 }
 
+/// Milliseconds since the Unix epoch: the time every push is due at and carries; a clock before
+/// 1970 reads 0.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// One push, due at `due_ms`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Push {

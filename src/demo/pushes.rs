@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::push::{Push, Target};
+use super::push::{now_ms, Push, Target};
 use super::{CYCLE_SECS, DEMO_APP_SECRET, DEMO_WAHA_HMAC_KEY, DEMO_WEBHOOK_SECRET};
 use crate::exporter::Exporter;
 use crate::providers::cloudapi::demo::DEMO_PHONE_NUMBER_ID;
@@ -88,13 +88,6 @@ pub fn spawn(exporter_addr: SocketAddr, exporter: &Arc<Exporter>, stop: Cancella
             }
         }
     });
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 async fn post(client: &reqwest::Client, base: &str, push: &Push) {

@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request};
 use serde_json::{json, Value};
 
-use super::push::{Push, Target};
+use super::push::{now_ms, Push, Target};
 use super::{DEMO_CLIENT_TOKEN, DEMO_TOKEN};
 use crate::sync::lock;
 
@@ -62,29 +62,19 @@ pub fn is_send_text(method: &Method, parts: &[&str]) -> bool {
     method == Method::POST && matches!(parts, ["instances", _, "token", _, "send-text"])
 }
 
-/// Whether the request is Z-API's delete of a message (`DELETE .../messages?messageId=&phone=&owner=`),
-/// which a canary sends once its run is over.
-pub fn is_delete_message(method: &Method, parts: &[&str]) -> bool {
-    method == Method::DELETE && matches!(parts, ["instances", _, "token", _, "messages"])
+/// Whether the request is one of a canary's cleanup calls once its run is over: Z-API's delete
+/// of the message it sent (`DELETE .../messages?messageId=&phone=&owner=`) or the mark-read of
+/// the one that arrived (`POST .../read-message {phone, messageId}`).
+pub fn is_cleanup(method: &Method, parts: &[&str]) -> bool {
+    match parts {
+        ["instances", _, "token", _, "messages"] => method == Method::DELETE,
+        ["instances", _, "token", _, "read-message"] => method == Method::POST,
+        _ => false,
+    }
 }
 
-/// Whether the request is Z-API's `POST .../read-message` `{phone, messageId}`, with which a
-/// canary marks its arrived message read on the receiving side.
-pub fn is_read_message(method: &Method, parts: &[&str]) -> bool {
-    method == Method::POST && matches!(parts, ["instances", _, "token", _, "read-message"])
-}
-
-/// Answers a delete as Z-API does: 204 with no body, for the demo's own instances and token.
-pub fn delete_message(parts: &[&str]) -> (u16, String) {
-    own_instance(parts)
-}
-
-/// Answers a mark-read as Z-API does: 204 with no body, for the demo's own instances and token.
-pub fn read_message(parts: &[&str]) -> (u16, String) {
-    own_instance(parts)
-}
-
-fn own_instance(parts: &[&str]) -> (u16, String) {
+/// Answers a cleanup call as Z-API does: 204 with no body, for the demo's own instances and token.
+pub fn cleanup(parts: &[&str]) -> (u16, String) {
     match parts {
         ["instances", instance, "token", token, _]
             if *token == DEMO_TOKEN && NUMBERS.iter().any(|(_, i, _)| i == instance) =>
@@ -146,13 +136,6 @@ pub async fn send_text(
             }));
     });
     (200, plan.answer.to_string())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// What the demo does with one send: its accept delay, its answer, and its pushes (due times
