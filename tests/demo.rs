@@ -5,23 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, samples};
+use common::{client, samples, start_demo};
 use whatsapp_exporter::canary::RunResult;
-use whatsapp_exporter::{RunOptions, Running};
-
-async fn start_demo() -> Running {
-    let config = whatsapp_exporter::demo::start().await.unwrap();
-    whatsapp_exporter::start(RunOptions {
-        config,
-        listen: vec!["127.0.0.1:0".into()],
-        demo: true,
-        web_config: None,
-        polling: Default::default(),
-        endpoints: Default::default(),
-    })
-    .await
-    .unwrap()
-}
+use whatsapp_exporter::Running;
 
 async fn metrics(running: &Running) -> String {
     let url = format!("http://{}/metrics", running.addr);

@@ -12,7 +12,6 @@ use common::{client, logs, reply, sample, samples, Exporter, Mock, TempDir};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
-use whatsapp_exporter::{ConfigSource, RunOptions};
 
 const STORE_SECRET: &str = "sEcReT-store-4f9a8b7c6d5e";
 const BRANCH_SECRET: &str = "sEcReT-branch-1a2b3c4d5e6f";
@@ -1237,18 +1236,7 @@ async fn reload_removes_accounts_and_keeps_the_others() {
 
 #[tokio::test]
 async fn demo_posts_all_seven_events() {
-    let config = whatsapp_exporter::demo::start().await.unwrap();
-    assert!(matches!(config, ConfigSource::Fixed(_)));
-    let running = whatsapp_exporter::start(RunOptions {
-        config,
-        listen: vec!["127.0.0.1:0".into()],
-        demo: true,
-        web_config: None,
-        polling: Default::default(),
-        endpoints: Default::default(),
-    })
-    .await
-    .unwrap();
+    let running = common::start_demo().await;
     let url = format!("http://{}/metrics", running.addr);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {

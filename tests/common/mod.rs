@@ -415,3 +415,20 @@ pub fn unix_now() -> f64 {
         .unwrap()
         .as_secs_f64()
 }
+
+/// The exporter with `--demo` on port 0: the simulated gateways in the process, and a fixed
+/// configuration (there is no file to reload).
+pub async fn start_demo() -> Running {
+    let config = whatsapp_exporter::demo::start().await.unwrap();
+    assert!(matches!(config, ConfigSource::Fixed(_)));
+    whatsapp_exporter::start(RunOptions {
+        config,
+        listen: vec!["127.0.0.1:0".into()],
+        demo: true,
+        web_config: None,
+        polling: Default::default(),
+        endpoints: Default::default(),
+    })
+    .await
+    .unwrap()
+}
