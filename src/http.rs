@@ -111,20 +111,24 @@ pub async fn fetch_limited(
 ) -> Result<Answer, PollError> {
     let (client, request) = req.build_split();
     let request = request.map_err(|e| PollError::from_reqwest(e, timeout))?;
-    let (method, url) = (request.method().to_string(), request.url().to_string());
+    // Only a traced poll (`/probe?debug=true`) keeps the request: the others, every background
+    // poll, do not format its URL.
+    let traced = TRACE.try_with(|_| ()).is_ok();
+    let asked = traced.then(|| (request.method().to_string(), request.url().to_string()));
     let start = std::time::Instant::now();
     let result = send(client, request, timeout, max).await;
-    // Outside a traced poll this is a look-up that finds nothing.
-    let _ = TRACE.try_with(|t| {
-        t.borrow_mut().push(Exchange {
-            method,
-            url,
-            status: result.as_ref().ok().map(|a| a.status.as_u16()),
-            bytes: result.as_ref().map_or(0, |a| a.body.len()),
-            took: start.elapsed(),
-            error: result.as_ref().err().map(|e| e.to_string()),
-        })
-    });
+    if let Some((method, url)) = asked {
+        let _ = TRACE.try_with(|t| {
+            t.borrow_mut().push(Exchange {
+                method,
+                url,
+                status: result.as_ref().ok().map(|a| a.status.as_u16()),
+                bytes: result.as_ref().map_or(0, |a| a.body.len()),
+                took: start.elapsed(),
+                error: result.as_ref().err().map(|e| e.to_string()),
+            })
+        });
+    }
     result
 }
 
