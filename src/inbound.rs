@@ -89,6 +89,25 @@ pub fn bearer_matches(secret: &Secret, value: Option<&HeaderValue>) -> bool {
     bool::from(v.as_bytes().ct_eq(want.as_bytes()))
 }
 
+/// The `N` bytes of a hex signature (either case), exactly `2 * N` digits; `None` for anything
+/// else, signs and spaces included.
+pub fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
+    if hex.len() != 2 * N {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; N];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +128,14 @@ mod tests {
             Some(&format!("secret=wrong&secret={enc}")),
             "secret"
         ));
+    }
+
+    #[test]
+    fn hex_signatures() {
+        assert_eq!(decode_hex::<2>(b"0aFf"), Some([0x0a, 0xff]));
+        assert_eq!(decode_hex::<2>(b"0aF"), None, "too short");
+        assert_eq!(decode_hex::<1>(b"+f"), None, "a sign is no digit");
+        assert_eq!(decode_hex::<1>(b"g0"), None);
     }
 
     #[test]

@@ -121,15 +121,17 @@ async fn post(client: &reqwest::Client, base: &str, push: &Push) {
 fn sign(body: &[u8]) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, DEMO_APP_SECRET.as_bytes());
     let tag = ring::hmac::sign(&key, body);
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!("sha256={}", hex(tag.as_ref()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// WAHA's `X-Webhook-Hmac`: the hex HMAC-SHA512 of the body under the session webhook's key.
 fn sign_waha(body: &[u8]) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA512, DEMO_WAHA_HMAC_KEY.as_bytes());
-    let tag = ring::hmac::sign(&key, body);
-    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex(ring::hmac::sign(&key, body).as_ref())
 }
 
 /// The pushes of the demo: a fixed pseudo-random story, the same on every run.

@@ -150,28 +150,11 @@ pub fn signature_matches(app_secret: &[u8], body: &[u8], header: Option<&[u8]>) 
     let Some(hex) = header.and_then(|h| h.strip_prefix(b"sha256=")) else {
         return false;
     };
-    let Some(given) = decode_hex::<32>(hex) else {
+    let Some(given) = crate::inbound::decode_hex::<32>(hex) else {
         return false;
     };
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, app_secret);
     ring::hmac::verify(&key, body, &given).is_ok()
-}
-
-fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
-    if hex.len() != 2 * N {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; N];
-    for (i, pair) in hex.chunks_exact(2).enumerate() {
-        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(out)
 }
 
 /// The events of a body whose signature was checked.

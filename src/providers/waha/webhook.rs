@@ -61,23 +61,11 @@ pub fn hmac_matches(
     if algorithm.is_some_and(|a| !a.trim_ascii().eq_ignore_ascii_case(b"sha512")) {
         return false;
     }
-    let Some(given) = header.and_then(|h| decode_hex(h.trim_ascii())) else {
+    let Some(given) = header.and_then(|h| crate::inbound::decode_hex::<64>(h.trim_ascii())) else {
         return false;
     };
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA512, key);
     ring::hmac::verify(&key, body, &given).is_ok()
-}
-
-fn decode_hex(hex: &[u8]) -> Option<[u8; 64]> {
-    if hex.len() != 128 {
-        return None;
-    }
-    let mut out = [0u8; 64];
-    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        let s = std::str::from_utf8(pair).ok()?;
-        *o = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The events of a body: one envelope, or a list of them.
