@@ -142,15 +142,21 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http_get(url, timeout=5):
-    """(status, body) of a GET; status 0 when the connection failed."""
+def http_open(req, timeout):
+    """(status, body) of a request (a URL or a urllib Request); status 0 when the connection
+    failed."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode("utf-8", "replace")
     except (urllib.error.URLError, OSError):
         return 0, ""
+
+
+def http_get(url, timeout=5):
+    """(status, body) of a GET."""
+    return http_open(url, timeout)
 
 
 def wait_for(predicate, timeout, interval=0.5):
@@ -346,15 +352,8 @@ def dashboard_data(res, prom, since):
 
 
 def http_post(url, timeout=10):
-    """(status, body) of an empty POST; status 0 when the connection failed."""
-    req = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError):
-        return 0, ""
+    """(status, body) of an empty POST."""
+    return http_open(urllib.request.Request(url, data=b"", method="POST"), timeout)
 
 
 # ------------------------------------------------------------------------------------------------
