@@ -3,11 +3,14 @@
 //!
 //! A connection is *new* until a request head has been read on it, then *busy* while a request is
 //! served and *idle* between requests; a request that waits for a bcrypt check of credentials
-//! never seen before is *waiting*. When the server is full (in all, or for one client address), a
-//! newcomer does not get turned away: the oldest new connection that has had
-//! [`NEW_EVICTABLE_AFTER`] to send its request makes room for it, else the oldest waiting one (a
-//! flood of wrong passwords waits there), else the oldest new one, else the connection idle for
-//! longest (at least [`IDLE_EVICTABLE_AFTER`]). A busy connection is never closed for another. A
+//! never seen before is *waiting*, and a webhook whose body is still arriving is *receiving*.
+//! When the server is full (in all, or for one client address), a newcomer does not get turned
+//! away: the oldest new connection that has had [`NEW_EVICTABLE_AFTER`] to send its request makes
+//! room for it, else the oldest waiting one (a flood of wrong passwords waits there), else the
+//! webhook that has been receiving its body for longest (at least [`RECEIVING_EVICTABLE_AFTER`]:
+//! slots go to those who finish, and a trickled body never does), else the oldest new one, else
+//! the connection idle for longest (at least [`IDLE_EVICTABLE_AFTER`]). A connection serving a
+//! request is never closed for another. A
 //! client that connects and sends its request at once, as Prometheus does, is the youngest
 //! connection until it is busy, so attackers holding sockets open lose theirs first; and a flood
 //! of wrong passwords from the scraper's own address, reconnecting as fast as its connections are
@@ -28,12 +31,16 @@ const NEW: u8 = 0;
 const BUSY: u8 = 1;
 const IDLE: u8 = 2;
 const WAITING: u8 = 3;
+const RECEIVING: u8 = 4;
 
 /// An idle connection younger than this may still be writing its last answer: not evicted.
 pub const IDLE_EVICTABLE_AFTER: Duration = Duration::from_secs(1);
 /// A new connection younger than this may have sent its request, not read yet: it makes room
 /// only after the waiting ones.
 pub const NEW_EVICTABLE_AFTER: Duration = Duration::from_secs(1);
+/// A webhook body that has been arriving for this long makes room for a newcomer when the server
+/// is full: a provider's push of a few MiB takes less on any link it is sent over.
+pub const RECEIVING_EVICTABLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The open connections, by age.
 pub struct Conns {
@@ -63,7 +70,7 @@ pub struct ConnState {
     phase: AtomicU8,
     /// Milliseconds since the table's epoch when it was admitted.
     opened_ms: u64,
-    /// Milliseconds since the table's epoch when it last became idle.
+    /// Milliseconds since the table's epoch when it last became idle, or began receiving a body.
     idle_since: AtomicU64,
     evict: CancellationToken,
 }
@@ -94,6 +101,17 @@ pub struct Waiting<'a> {
 }
 
 impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.state.phase.store(BUSY, Ordering::Relaxed);
+    }
+}
+
+/// Marks a connection receiving a webhook body until dropped; busy again then.
+pub struct Receiving<'a> {
+    state: &'a ConnState,
+}
+
+impl Drop for Receiving<'_> {
     fn drop(&mut self) {
         self.state.phase.store(BUSY, Ordering::Relaxed);
     }
@@ -205,6 +223,14 @@ impl Conns {
         Waiting { state }
     }
 
+    /// The connection's request is a webhook whose body may never come whole; evictable, the
+    /// longest receiving first, until the guard drops.
+    pub fn receiving<'a>(&self, state: &'a ConnState) -> Receiving<'a> {
+        state.idle_since.store(self.now_ms(), Ordering::Relaxed);
+        state.phase.store(RECEIVING, Ordering::Relaxed);
+        Receiving { state }
+    }
+
     fn evict_one(&self, t: &mut Table, of: Option<IpAddr>) -> Option<()> {
         let candidates = || {
             t.open
@@ -212,7 +238,15 @@ impl Conns {
                 .filter(move |(_, e)| of.is_none_or(|c| c == e.client))
         };
         let now = self.now_ms();
-        let idle_floor = u64::try_from(IDLE_EVICTABLE_AFTER.as_millis()).unwrap_or(u64::MAX);
+        let floor = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let longest_in = |phase: u8, min_ms: u64| {
+            candidates()
+                .filter(|(_, e)| e.state.phase.load(Ordering::Relaxed) == phase)
+                .map(|(id, e)| (*id, e.state.idle_since.load(Ordering::Relaxed)))
+                .filter(|(_, since)| now.saturating_sub(*since) >= min_ms)
+                .min_by_key(|(_, since)| *since)
+                .map(|(id, _)| id)
+        };
         let oldest_in = |phase: u8, min_age_ms: u64| {
             candidates()
                 .find(|(_, e)| {
@@ -223,15 +257,9 @@ impl Conns {
         };
         let victim = oldest_in(NEW, self.new_grace_ms)
             .or_else(|| oldest_in(WAITING, 0))
+            .or_else(|| longest_in(RECEIVING, floor(RECEIVING_EVICTABLE_AFTER)))
             .or_else(|| oldest_in(NEW, 0))
-            .or_else(|| {
-                candidates()
-                    .filter(|(_, e)| e.state.phase.load(Ordering::Relaxed) == IDLE)
-                    .map(|(id, e)| (*id, e.state.idle_since.load(Ordering::Relaxed)))
-                    .filter(|(_, since)| now.saturating_sub(*since) >= idle_floor)
-                    .min_by_key(|(_, since)| *since)
-                    .map(|(id, _)| id)
-            })?;
+            .or_else(|| longest_in(IDLE, floor(IDLE_EVICTABLE_AFTER)))?;
         if let Some(e) = t.open.remove(&victim) {
             e.state.evict.cancel();
             Self::uncount(t, e.client);
@@ -346,6 +374,44 @@ mod tests {
         let _c = conns.admit(ip("10.0.0.2")).unwrap();
         assert!(silent.state.evicted().is_cancelled());
         assert!(!waiting.state.evicted().is_cancelled());
+    }
+
+    #[test]
+    fn a_webhook_body_held_longest_makes_room_and_a_fresh_one_does_not() {
+        let conns = Conns::new(2, 2);
+        let a = conns.admit(ip("10.0.0.1")).unwrap();
+        let b = conns.admit(ip("10.0.0.1")).unwrap();
+        let (_ba, _bb) = (conns.busy(&a.state), conns.busy(&b.state));
+        let _ra = conns.receiving(&a.state);
+        let _rb = conns.receiving(&b.state);
+        assert!(
+            conns.admit(ip("10.0.0.2")).is_none(),
+            "fresh bodies keep their slot"
+        );
+        // Both have been receiving for longer than the floor, `a` the longest.
+        a.state.idle_since.store(0, Ordering::Relaxed);
+        b.state.idle_since.store(10, Ordering::Relaxed);
+        std::thread::sleep(RECEIVING_EVICTABLE_AFTER + Duration::from_millis(20));
+        let _c = conns.admit(ip("10.0.0.2")).unwrap();
+        assert!(
+            a.state.evicted().is_cancelled(),
+            "the longest receiving went"
+        );
+        assert!(!b.state.evicted().is_cancelled());
+    }
+
+    #[test]
+    fn a_finished_body_is_busy_again_and_stays() {
+        let conns = Conns::new(1, 1);
+        let a = conns.admit(ip("10.0.0.1")).unwrap();
+        let _ba = conns.busy(&a.state);
+        drop(conns.receiving(&a.state));
+        a.state.idle_since.store(0, Ordering::Relaxed);
+        std::thread::sleep(RECEIVING_EVICTABLE_AFTER + Duration::from_millis(20));
+        assert!(
+            conns.admit(ip("10.0.0.2")).is_none(),
+            "parsing and answering: kept"
+        );
     }
 
     #[test]

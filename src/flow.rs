@@ -38,12 +38,14 @@ crate::labels::closed_set! {
         UnknownEvent => "unknown_event",
         UnsupportedMediaType => "unsupported_media_type",
         MethodNotAllowed => "method_not_allowed",
+        /// The bodies waiting for their signature check already hold the shared budget.
+        Overloaded => "overloaded",
     }
 }
 
 impl Rejection {
     /// The reasons counted per gateway: `unknown_gateway` cannot name one.
-    pub const PER_GATEWAY: [Rejection; 7] = [
+    pub const PER_GATEWAY: [Rejection; 8] = [
         Rejection::Unauthorized,
         Rejection::BadSignature,
         Rejection::InvalidJson,
@@ -51,6 +53,7 @@ impl Rejection {
         Rejection::UnknownEvent,
         Rejection::UnsupportedMediaType,
         Rejection::MethodNotAllowed,
+        Rejection::Overloaded,
     ];
 }
 

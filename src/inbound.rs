@@ -2,12 +2,14 @@
 //! capped in size and time, and secrets compared in constant time. Nothing here logs; nothing
 //! here keeps the query string, a header or the body.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::secret::Secret;
 
@@ -49,6 +51,108 @@ pub enum BodyError {
     TooLarge,
     Broken,
     Timeout,
+    /// The shared [`BodyBudget`] has no room for it now.
+    Overloaded,
+}
+
+/// The bytes of webhook bodies held before they can be authenticated (a signature over the body
+/// is checked only once it is whole), shared by every connection: without it, each connection
+/// holds up to its own cap, and a few hundred stalled unsigned bodies exhaust the process's
+/// memory. A body that finds no room is refused at once (503), never queued: a queue would hold
+/// the connection and its buffers all the same.
+#[derive(Clone, Debug)]
+pub struct BodyBudget {
+    bytes: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> Self {
+        BodyBudget {
+            bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Bytes free now.
+    pub fn available(&self) -> usize {
+        self.bytes.available_permits()
+    }
+
+    fn take(
+        budget: Option<&Self>,
+        n: usize,
+        held: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), BodyError> {
+        let Some(budget) = budget.filter(|_| n > 0) else {
+            return Ok(());
+        };
+        let n = u32::try_from(n).map_err(|_| BodyError::TooLarge)?;
+        let p = budget
+            .bytes
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| BodyError::Overloaded)?;
+        match held {
+            Some(h) => h.merge(p),
+            None => *held = Some(p),
+        }
+        Ok(())
+    }
+}
+
+/// A body read under a [`BodyBudget`]: its bytes stay counted there until it is dropped.
+pub struct HeldBody {
+    pub bytes: Bytes,
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+/// Reads a body of at most `max` bytes within [`BODY_TIMEOUT`]; with a `budget`, every byte of its
+/// buffer is taken from it as it arrives (all of a declared length before the first byte is read,
+/// so that a flood is refused on its headers alone).
+pub async fn read_body_budgeted<B>(
+    body: B,
+    max: usize,
+    declared: Option<u64>,
+    budget: Option<&BodyBudget>,
+) -> Result<HeldBody, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut held = None;
+    let mut buf = BytesMut::new();
+    if let Some(n) = declared {
+        let n = usize::try_from(n).map_err(|_| BodyError::TooLarge)?;
+        if n > max {
+            return Err(BodyError::TooLarge);
+        }
+        buf.reserve(n);
+        BodyBudget::take(budget, buf.capacity(), &mut held)?;
+    }
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        let mut counted = buf.capacity();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else {
+                continue; // trailers
+            };
+            if buf.len() + data.len() > max {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+            // What the buffer holds, growth included, is what counts.
+            BodyBudget::take(budget, buf.capacity().saturating_sub(counted), &mut held)?;
+            counted = counted.max(buf.capacity());
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Err(_) => Err(BodyError::Timeout),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(())) => Ok(HeldBody {
+            bytes: buf.freeze(),
+            _held: held,
+        }),
+    }
 }
 
 /// Reads a body of at most `max` bytes within [`BODY_TIMEOUT`] (a chunked body has no length to
@@ -111,6 +215,76 @@ pub fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::Full;
+
+    /// A body that arrives in the given chunks.
+    struct Chunks(std::collections::VecDeque<&'static [u8]>);
+
+    impl hyper::body::Body for Chunks {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+            let next = self.0.pop_front();
+            std::task::Poll::Ready(
+                next.map(|c| Ok(hyper::body::Frame::data(Bytes::from_static(c)))),
+            )
+        }
+    }
+
+    fn chunks(parts: Vec<&'static [u8]>) -> Chunks {
+        Chunks(parts.into())
+    }
+
+    #[tokio::test]
+    async fn bodies_take_the_shared_budget_and_give_it_back() {
+        let budget = BodyBudget::new(1000);
+        let a = read_body_budgeted(
+            Full::new(Bytes::from_static(&[b'x'; 600])),
+            900,
+            Some(600),
+            Some(&budget),
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.bytes.len(), 600);
+        assert!(budget.available() <= 400, "the held body counts");
+        // A second body that does not fit is refused on its declared length alone.
+        let b = read_body_budgeted(
+            Full::new(Bytes::from_static(&[b'x'; 600])),
+            900,
+            Some(600),
+            Some(&budget),
+        )
+        .await;
+        assert_eq!(b.err(), Some(BodyError::Overloaded));
+        // Nor does one without a length, refused as its chunks arrive.
+        let c = read_body_budgeted(
+            chunks(vec![&[b'y'; 300], &[b'y'; 300]]),
+            900,
+            None,
+            Some(&budget),
+        )
+        .await;
+        assert_eq!(c.err(), Some(BodyError::Overloaded));
+        drop(a);
+        assert_eq!(budget.available(), 1000, "everything comes back");
+        let d = read_body_budgeted(
+            chunks(vec![&[b'y'; 300], &[b'y'; 300]]),
+            900,
+            None,
+            Some(&budget),
+        )
+        .await
+        .unwrap();
+        assert_eq!(&d.bytes[..], &[b'y'; 600][..]);
+        let e = read_body_budgeted(chunks(vec![&[b'z'; 300]]), 200, None, Some(&budget)).await;
+        assert_eq!(e.err(), Some(BodyError::TooLarge));
+        let f = read_body_budgeted(Full::new(Bytes::new()), 200, Some(900), Some(&budget)).await;
+        assert_eq!(f.err(), Some(BodyError::TooLarge), "declared over the cap");
+    }
 
     #[test]
     fn secrets_from_the_query() {

@@ -298,6 +298,21 @@ macro_rules! warn_limited {
 
 pub(crate) use warn_limited;
 
+/// `tracing::debug!` through a [`Limiter`] of its own call site, as [`warn_limited!`]; while
+/// debug lines are off, nothing is spent or counted as dropped.
+macro_rules! debug_limited {
+    ($($arg:tt)+) => {{
+        static LIMITER: $crate::logging::Limiter = $crate::logging::Limiter::new();
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            if let Some(suppressed) = LIMITER.allow() {
+                tracing::debug!(suppressed, $($arg)+);
+            }
+        }
+    }};
+}
+
+pub(crate) use debug_limited;
+
 #[cfg(test)]
 mod limiter_tests {
     use super::*;

@@ -12,15 +12,23 @@
 //! | wrong or missing secret / bearer token | 401 | unauthorized |
 //! | method other than POST (Cloud API: GET, POST) | 405 | method_not_allowed |
 //! | `Content-Type` present and not JSON | 415 | unsupported_media_type |
-//! | Cloud API: no `X-Hub-Signature-256`; WAHA with `hmac_key`: no `X-Webhook-Hmac` | 401 | bad_signature |
+//! | Cloud API: no `X-Hub-Signature-256`; WAHA with `hmac_key`: no `X-Webhook-Hmac`; either not a hex digest of the right length | 401 | bad_signature |
 //! | body over the limit | 413 | too_large |
+//! | Cloud API, WAHA with `hmac_key`: the shared budget of unauthenticated bodies is full | 503 | overloaded |
 //! | Cloud API, WAHA: signature does not match the raw body | 401 | bad_signature |
 //! | not JSON | 400 | invalid_json |
 //! | nothing of the provider's shape | 422 | unknown_event |
 //!
 //! The Cloud API handshake (`GET ?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C`) answers
 //! `C` when `T` is the app's verify token, else 403 (`unauthorized`); it changes nothing, so a
-//! replay is harmless. Nothing of the URL, the headers or the body is logged.
+//! replay is harmless. Nothing of the URL, the headers or the body is logged, and a refusal's log
+//! line is rate-limited (a sender can repeat it at will).
+//!
+//! A body whose signature can be checked only once it is whole (Cloud API, WAHA with `hmac_key`)
+//! is read under [`PUSH_BODY_BUDGET`], shared by every connection: a flood of large unsigned
+//! bodies is refused with 503 once it holds the budget, on its declared length before a byte of
+//! it is read, and a signature header that cannot be a digest is refused before the body too.
+//! Meta and WAHA retry a 503.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,7 +48,7 @@ use crate::exposition::{Family, Fragment, FragmentWriter};
 use crate::flow::{CloudEvent, Event, MessageKey, Refused, Rejection, UNPARSED};
 use crate::flow_state::Tracker;
 use crate::gateway::Gateway;
-use crate::inbound::{self, BodyError};
+use crate::inbound::{self, BodyBudget, BodyError, HeldBody};
 use crate::labels::LabelSet;
 use crate::provider::Provider;
 use crate::providers::{self, cloudapi::webhook as cloud, greenapi, waha, zapi};
@@ -58,6 +66,10 @@ pub const REPOLL_EVERY: Duration = Duration::from_secs(30);
 pub const MAX_LEARNED: usize = 10_000;
 /// Re-polls waiting to run; more are dropped (the next scheduled poll comes anyway).
 pub const REPOLL_QUEUE: usize = 256;
+/// Bytes of the bodies being read before they can be authenticated, across every connection: four
+/// of Meta's largest batches at once, and a small part of the 128 MiB the shipped deployments
+/// allow the process.
+pub const PUSH_BODY_BUDGET: usize = 16 << 20;
 /// Characters of a handshake challenge echoed back (Meta sends a number).
 const MAX_CHALLENGE: usize = 256;
 
@@ -75,6 +87,8 @@ pub struct Receiver {
     repolled: Mutex<HashMap<String, Instant>>,
     /// The canaries that follow their messages in the events delivered here.
     canaries: OnceLock<Arc<crate::canary::Registry>>,
+    /// What the bodies awaiting a signature check may hold, together.
+    unauthenticated: BodyBudget,
 }
 
 #[derive(Default)]
@@ -109,8 +123,8 @@ struct AppCounters {
     last_event: Option<f64>,
     /// Display phone number (hashed) → phone_number_id.
     displays: HashMap<MessageKey, String>,
-    /// WABA id → its phone_number_ids.
-    wabas: HashMap<String, Vec<String>>,
+    /// WABA id → its phone_number_ids (a set: a body may name thousands).
+    wabas: HashMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Receiver {
@@ -124,8 +138,14 @@ impl Receiver {
             repoll: tx,
             repolled: Mutex::new(HashMap::new()),
             canaries: OnceLock::new(),
+            unauthenticated: BodyBudget::new(PUSH_BODY_BUDGET),
         };
         (r, rx)
+    }
+
+    /// Bytes of [`PUSH_BODY_BUDGET`] free now (for tests: everything comes back).
+    pub fn body_budget_available(&self) -> usize {
+        self.unauthenticated.available()
     }
 
     /// Lets the canaries see the events of every gateway delivered from now on.
@@ -204,7 +224,7 @@ impl Receiver {
 
     fn unknown(&self) -> Answer {
         self.unknown.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(reason = "unknown_gateway", "webhook refused");
+        crate::logging::debug_limited!(reason = "unknown_gateway", "webhook refused");
         answer(Rejection::UnknownGateway)
     }
 
@@ -233,7 +253,10 @@ impl Receiver {
         }
         let hmac = match gw.config.webhook_auth() {
             Some(WebhookAuth::HmacSha512(key)) => {
-                let Some(sig) = req.headers().get(waha::webhook::HMAC_HEADER).cloned() else {
+                let sig = req.headers().get(waha::webhook::HMAC_HEADER).cloned();
+                let Some(sig) =
+                    sig.filter(|s| inbound::decode_hex::<64>(s.as_bytes().trim_ascii()).is_some())
+                else {
                     return refuse(Rejection::BadSignature);
                 };
                 let algorithm = req
@@ -244,15 +267,17 @@ impl Receiver {
             }
             _ => None,
         };
-        let body = match read_json_body(req, MAX_BODY).await {
+        let budget = hmac.is_some().then_some(&self.unauthenticated);
+        let held = match read_json_body(req, MAX_BODY, budget).await {
             Ok(b) => b,
             Err(Some(why)) => return refuse(why),
             Err(None) => return too_slow(),
         };
+        let body = &held.bytes;
         if let Some((key, sig, algorithm)) = hmac {
             let good = waha::webhook::hmac_matches(
                 key.expose().as_bytes(),
-                &body,
+                body,
                 Some(sig.as_bytes()),
                 algorithm.as_ref().map(HeaderValue::as_bytes),
             );
@@ -261,10 +286,10 @@ impl Receiver {
             }
         }
         let parsed = match gw.config.provider {
-            Provider::PlugzApi | Provider::ZApi => zapi::webhook::parse(&body),
-            Provider::GreenApi => greenapi::webhook::parse(&body),
+            Provider::PlugzApi | Provider::ZApi => zapi::webhook::parse(body),
+            Provider::GreenApi => greenapi::webhook::parse(body),
             Provider::Evolution | Provider::Waha => {
-                return match self.servers(gw, &body) {
+                return match self.servers(gw, body) {
                     Ok(()) => ok(),
                     Err(r) => refuse(r.rejection()),
                 };
@@ -333,15 +358,19 @@ impl Receiver {
                 return r;
             }
         }
-        let Some(signature) = req.headers().get("x-hub-signature-256").cloned() else {
+        let signature = req.headers().get("x-hub-signature-256").cloned();
+        let Some(signature) = signature.filter(|s| {
+            let hex = s.as_bytes().strip_prefix(b"sha256=");
+            hex.and_then(inbound::decode_hex::<32>).is_some()
+        }) else {
             return refuse(Rejection::BadSignature);
         };
-        let body = match read_json_body(req, MAX_CLOUD_BODY).await {
+        let held = match read_json_body(req, MAX_CLOUD_BODY, Some(&self.unauthenticated)).await {
             Ok(b) => b,
             Err(Some(why)) => return refuse(why),
             Err(None) => return too_slow(),
         };
-        match self.cloud_body(app, &body, signature.as_bytes()) {
+        match self.cloud_body(app, &held.bytes, signature.as_bytes()) {
             Ok(()) => ok(),
             Err(why) => refuse(why),
         }
@@ -551,8 +580,8 @@ impl AppCounters {
             let full = self.wabas.len() >= MAX_LEARNED && !self.wabas.contains_key(w);
             if !full {
                 let ids = self.wabas.entry(w.clone()).or_default();
-                if !ids.contains(&l.phone_number_id) && ids.len() < MAX_LEARNED {
-                    ids.push(l.phone_number_id.clone());
+                if ids.len() < MAX_LEARNED {
+                    ids.insert(l.phone_number_id.clone());
                 }
             }
         }
@@ -572,7 +601,7 @@ impl AppCounters {
         }
         if to.display.is_none() || to.waba.is_some() {
             if let Some(ids) = to.waba.as_ref().and_then(|w| self.wabas.get(w)) {
-                return ids.clone();
+                return ids.iter().cloned().collect();
             }
         }
         Vec::new()
@@ -635,17 +664,20 @@ impl AppCounters {
 
 /// Reads a JSON body within limits: `Err(Some(reason))` to refuse, `Err(None)` when it did not
 /// arrive in time.
-async fn read_json_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Option<Rejection>> {
+async fn read_json_body(
+    req: Request<Incoming>,
+    max: usize,
+    budget: Option<&BodyBudget>,
+) -> Result<HeldBody, Option<Rejection>> {
     if !inbound::json_content_type(req.headers()) {
         return Err(Some(Rejection::UnsupportedMediaType));
     }
-    if inbound::declared_length(req.headers()).is_some_and(|n| n > max as u64) {
-        return Err(Some(Rejection::TooLarge));
-    }
-    match inbound::read_body(req.into_body(), max).await {
+    let declared = inbound::declared_length(req.headers());
+    match inbound::read_body_budgeted(req.into_body(), max, declared, budget).await {
         Ok(b) => Ok(b),
         Err(BodyError::TooLarge) => Err(Some(Rejection::TooLarge)),
         Err(BodyError::Broken) => Err(Some(Rejection::InvalidJson)),
+        Err(BodyError::Overloaded) => Err(Some(Rejection::Overloaded)),
         Err(BodyError::Timeout) => Err(None),
     }
 }
@@ -670,11 +702,22 @@ pub fn answer(why: Rejection) -> Answer {
             "send Content-Type: application/json\n",
         ),
         Rejection::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
+        Rejection::Overloaded => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many webhook bodies at once, try again\n",
+        ),
     };
     let mut r = crate::respond::text(status, msg);
-    if why == Rejection::MethodNotAllowed {
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    match why {
+        Rejection::MethodNotAllowed => {
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        Rejection::Overloaded => {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
     }
     r
 }
@@ -686,11 +729,15 @@ fn too_slow() -> Answer {
 fn log_refusal(name: &str, why: Rejection) {
     // Only a caller with the secret gets past the first checks: the later refusals are mistakes
     // of the provider's (or of whoever set the URL), worth a warning; the first may be scanners.
+    // Either can be repeated at will by whoever sends them, so both are rate-limited.
     match why {
-        Rejection::Unauthorized | Rejection::BadSignature | Rejection::UnknownGateway => {
-            tracing::debug!(name = %name, reason = why.as_str(), "webhook refused")
+        Rejection::Unauthorized
+        | Rejection::BadSignature
+        | Rejection::UnknownGateway
+        | Rejection::Overloaded => {
+            crate::logging::debug_limited!(name = %name, reason = why.as_str(), "webhook refused")
         }
-        _ => tracing::warn!(name = %name, reason = why.as_str(), "webhook refused"),
+        _ => crate::logging::warn_limited!(name = %name, reason = why.as_str(), "webhook refused"),
     }
 }
 

@@ -95,7 +95,7 @@ pub async fn serve(
             },
         };
         let Some(admitted) = conns.admit(peer.ip()) else {
-            tracing::debug!("every connection is busy; closing a new one");
+            crate::logging::debug_limited!("every connection is busy; closing a new one");
             continue;
         };
         let (exporter, web, stop, tls) = (exporter.clone(), web.clone(), stop.clone(), tls.clone());
@@ -120,15 +120,15 @@ pub async fn serve(
                                 )
                                 .await
                             }
-                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                            Ok(Err(e)) => crate::logging::debug_limited!(error = %e, "TLS handshake failed"),
+                            Err(_) => crate::logging::debug_limited!("TLS handshake timed out"),
                         }
                     }
                 }
             };
             tokio::select! {
                 _ = served => {}
-                _ = evicted.cancelled() => tracing::debug!("connection closed to make room for another"),
+                _ = evicted.cancelled() => crate::logging::debug_limited!("connection closed to make room for another"),
             }
             drop(admitted);
         });
@@ -188,7 +188,16 @@ async fn handle(
     conn: (&Conns, &ConnState),
 ) -> Result<Response<Body>, Infallible> {
     let mut resp = match authorised(&web, &req, conn).await {
-        true => route(ex, endpoints, req).await,
+        true => {
+            // Nothing after a webhook's body awaits: closing the connection for another while
+            // the body arrives loses nothing of what was accepted.
+            let _receiving = req
+                .uri()
+                .path()
+                .starts_with("/webhooks/")
+                .then(|| conn.0.receiving(conn.1));
+            route(ex, endpoints, req).await
+        }
         false => {
             let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
             r.headers_mut().insert(

@@ -591,10 +591,13 @@ impl Receiver {
         }
         let body = match inbound::read_body(req.into_body(), MAX_BODY).await {
             Ok(b) => b,
-            Err(BodyError::TooLarge) => return self.refuse(state, Rejection::TooLarge),
+            // No budget here (`Overloaded` cannot come): the secret was checked before the body.
+            Err(BodyError::TooLarge | BodyError::Overloaded) => {
+                return self.refuse(state, Rejection::TooLarge)
+            }
             Err(BodyError::Broken) => return self.refuse(state, Rejection::InvalidJson),
             Err(BodyError::Timeout) => {
-                tracing::debug!(account = %state.name, "PlugChat webhook body did not arrive in time");
+                crate::logging::debug_limited!(account = %state.name, "PlugChat webhook body did not arrive in time");
                 return crate::respond::text(StatusCode::REQUEST_TIMEOUT, "body too slow\n");
             }
         };
@@ -659,7 +662,7 @@ impl Receiver {
         }
         match why {
             Rejection::Unauthorized => {
-                tracing::debug!(account = %state.name, reason = why.reason(), "PlugChat webhook refused")
+                crate::logging::debug_limited!(account = %state.name, reason = why.reason(), "PlugChat webhook refused")
             }
             _ => {
                 crate::logging::warn_limited!(account = %state.name, reason = why.reason(), "PlugChat webhook refused")
@@ -673,7 +676,7 @@ impl Receiver {
         if !map.is_empty() {
             self.unknown.fetch_add(1, Ordering::Relaxed);
         }
-        tracing::debug!(
+        crate::logging::debug_limited!(
             reason = Rejection::UnknownAccount.reason(),
             "PlugChat webhook refused"
         );
