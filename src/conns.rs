@@ -10,7 +10,11 @@
 //! webhook that has been receiving its body for longest (at least [`RECEIVING_EVICTABLE_AFTER`]:
 //! slots go to those who finish, and a trickled body never does), else the oldest new one, else
 //! the connection idle for longest (at least [`IDLE_EVICTABLE_AFTER`]). A connection serving a
-//! request is never closed for another. A
+//! request is never closed for another, and neither is a new one whose whole request head had
+//! arrived when it was accepted (*head sent*): it will be served in a moment, however fast others
+//! reconnect. Without that, slow connections from the scraper's own address, reopened as soon as
+//! they are closed, kept every new connection younger than the scraper's, so the scraper's was
+//! the oldest new one, closed before its request was read. A
 //! client that connects and sends its request at once, as Prometheus does, is the youngest
 //! connection until it is busy, so attackers holding sockets open lose theirs first; and a flood
 //! of wrong passwords from the scraper's own address, reconnecting as fast as its connections are
@@ -19,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,12 +74,23 @@ pub struct ConnState {
     phase: AtomicU8,
     /// Milliseconds since the table's epoch when it was admitted.
     opened_ms: u64,
+    /// Its whole request head arrived at once: never evicted until served.
+    head_sent: AtomicBool,
     /// Milliseconds since the table's epoch when it last became idle, or began receiving a body.
     idle_since: AtomicU64,
     evict: CancellationToken,
 }
 
 impl ConnState {
+    /// Its whole request head arrived at once, as a scraper sends it: it is kept until served.
+    pub fn mark_head_sent(&self) {
+        self.head_sent.store(true, Ordering::Relaxed);
+    }
+
+    pub fn head_sent(&self) -> bool {
+        self.head_sent.load(Ordering::Relaxed)
+    }
+
     /// Cancelled when the connection is to make room for another.
     pub fn evicted(&self) -> &CancellationToken {
         &self.evict
@@ -187,6 +202,7 @@ impl Conns {
         let state = Arc::new(ConnState {
             phase: AtomicU8::new(NEW),
             opened_ms: self.now_ms(),
+            head_sent: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
             evict: CancellationToken::new(),
         });
@@ -251,6 +267,7 @@ impl Conns {
             candidates()
                 .find(|(_, e)| {
                     e.state.phase.load(Ordering::Relaxed) == phase
+                        && !(phase == NEW && e.state.head_sent())
                         && now.saturating_sub(e.state.opened_ms) >= min_age_ms
                 })
                 .map(|(id, _)| *id)
@@ -362,6 +379,34 @@ mod tests {
         let _last = conns.admit(ip("10.0.0.1")).unwrap();
         assert!(scraper.state.evicted().is_cancelled());
         assert!(!again.state.evicted().is_cancelled());
+    }
+
+    #[test]
+    fn a_connection_that_sent_its_head_at_once_outlives_any_reconnecting_flood() {
+        let mut conns = Conns::new(3, 3);
+        Arc::get_mut(&mut conns).unwrap().new_grace_ms = 0;
+        let slow = conns.admit(ip("10.0.0.1")).unwrap();
+        let scraper = conns.admit(ip("10.0.0.1")).unwrap();
+        scraper.state.mark_head_sent();
+        let mut flood = vec![conns.admit(ip("10.0.0.1")).unwrap()];
+        // The flood reconnects as fast as its connections are closed: they go, the scraper's stays.
+        for _ in 0..100 {
+            flood.push(conns.admit(ip("10.0.0.1")).unwrap());
+        }
+        assert!(slow.state.evicted().is_cancelled());
+        assert!(!scraper.state.evicted().is_cancelled(), "head sent: kept");
+        // Once served and idle for a while, it may go like any other.
+        drop(conns.busy(&scraper.state));
+        scraper.state.idle_since.store(0, Ordering::Relaxed);
+        std::thread::sleep(IDLE_EVICTABLE_AFTER + Duration::from_millis(20));
+        let _busy: Vec<_> = flood
+            .iter()
+            .rev()
+            .take(2)
+            .map(|a| conns.busy(&a.state))
+            .collect();
+        let _next = conns.admit(ip("10.0.0.1")).unwrap();
+        assert!(scraper.state.evicted().is_cancelled());
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub async fn serve(
     endpoints: Arc<Endpoints>,
     stop: CancellationToken,
 ) {
+    defer_accept(&listener);
     let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let cap = connection_cap(crate::fdlimit::current());
     let conns = Conns::new(cap, MAX_CONNECTIONS_PER_CLIENT.min(cap));
@@ -100,6 +101,9 @@ pub async fn serve(
         };
         let (exporter, web, stop, tls) = (exporter.clone(), web.clone(), stop.clone(), tls.clone());
         let (conns, endpoints) = (conns.clone(), endpoints.clone());
+        if head_sent(&stream) {
+            admitted.state.mark_head_sent();
+        }
         tracker.spawn(async move {
             let evicted = admitted.state.evicted().clone();
             let served = async {
@@ -135,6 +139,46 @@ pub async fn serve(
     }
     tracker.close();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
+}
+
+/// Connections are handed over by the kernel only once their first bytes have come (or after
+/// [`HEADER_READ_TIMEOUT`]): a client that connects and says nothing holds no slot meanwhile, and
+/// a scraper's request head is there when its connection is accepted, so that [`head_sent`]
+/// sees it. Where the option is missing, connections are accepted as before.
+#[cfg(target_os = "linux")]
+fn defer_accept(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let secs: libc::c_int = HEADER_READ_TIMEOUT.as_secs().try_into().unwrap_or(5);
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a pointer to a live `c_int`, on
+    // the listener's own descriptor, which outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&secs).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "TCP_DEFER_ACCEPT not set");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn defer_accept(_: &TcpListener) {}
+
+/// Whether a whole request head is already waiting on a new connection, as when Prometheus
+/// connects and sends its request at once; looked at without waiting and without reading (hyper
+/// reads it). A TLS connection shows its handshake here, never a head.
+fn head_sent(stream: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    let mut peeked = tokio::io::ReadBuf::new(&mut buf);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match stream.poll_peek(&mut cx, &mut peeked) {
+        std::task::Poll::Ready(Ok(_)) => peeked.filled().windows(4).any(|w| w == b"\r\n\r\n"),
+        _ => false,
+    }
 }
 
 fn is_out_of_fds(e: &std::io::Error) -> bool {
