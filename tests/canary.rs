@@ -917,3 +917,45 @@ async fn a_failed_mark_read_is_counted_and_the_delete_still_goes() {
     assert!(!logs.contains(&format!("IN{}", relay.sent()[0])));
     ex.stop().await;
 }
+
+/// A WAHA sender whose send answer names the message `..`: a URL would drop that dot segment
+/// and turn the cleanup's delete of one message into WAHA's "delete the chat".
+#[tokio::test]
+async fn a_send_answer_id_of_dots_is_a_failed_send_and_deletes_nothing() {
+    for id in ["..", ".", "a/b"] {
+        let answer = format!(r#"{{"id":"{id}","fromMe":true,"ack":1}}"#);
+        let mock = Mock::start(move |s| {
+            let answer = answer.clone();
+            async move {
+                match s.path.as_str() {
+                    "/api/sendText" => reply(201, answer),
+                    p if p.contains("getStateInstance") => {
+                        reply(200, r#"{"stateInstance":"authorized"}"#)
+                    }
+                    _ => reply(200, "{}"),
+                }
+            }
+        })
+        .await;
+        let yaml = config(End::Zapi, End::Green, &mock.url(), "").replace(
+            &gateway_yaml(End::Zapi, "sales", &mock.url()),
+            &format!(
+                "  - name: sales\n    provider: waha\n    url: {}\n    instance: default\n    webhooks: {{secret: {ZAPI_SECRET}}}\n",
+                mock.url()
+            ),
+        );
+        let ex = Exporter::start(&yaml).await;
+        assert_eq!(run(&ex).await, Some(RunResult::SendFailed), "{id:?}");
+        let seen = mock.seen();
+        assert!(seen.iter().any(|s| s.path == "/api/sendText"), "it sent");
+        assert!(
+            !seen.iter().any(|s| s.method == hyper::Method::DELETE),
+            "{id:?}: a DELETE reached WAHA"
+        );
+        let m = ex.metrics().await;
+        assert_eq!(runs(&m, "send_failed"), 1.0);
+        assert_eq!(cleanup_failures(&m, "delete"), Some(0.0));
+        assert!(!common::logs().contains("chats/"), "no URL in the logs");
+        ex.stop().await;
+    }
+}
