@@ -15,8 +15,9 @@
 //! | a delivered status, no arrival | `status_only` |
 //! | neither (or a failed status) | `lost` |
 //!
-//! A run that is stopped (shutdown, a reload that changed the canary) counts nothing; an event
-//! of its nonce that comes later finds no run and is ignored, so nothing is counted twice.
+//! A run that is stopped (shutdown, a reload that changed the canary) counts nothing (but against
+//! `daily_cap`: its send may have gone out); an event of its nonce that comes later finds no run
+//! and is ignored, so nothing is counted twice.
 //!
 //! With `--storage.path` (or in the demo), the first run comes [`FIRST_RUN_MIN`] plus a spread of
 //! up to [`FIRST_RUN_SPREAD`] (by the canary's name) after the start, so that the webhook
@@ -251,16 +252,7 @@ impl Registry {
                         to: to.clone(),
                         to_client: client(to)?,
                     };
-                    let first = match self.ledger.knows_the_past() {
-                        true => first_run(&c.name, c.interval),
-                        false => c.interval,
-                    };
-                    let plan = Plan {
-                        stop: self.stop.child_token(),
-                        ledger: self.ledger.clone(),
-                        first_run: Instant::now() + first,
-                    };
-                    let canary = Arc::new(Canary::new(c.clone(), ends, plan));
+                    let canary = Arc::new(Canary::new(c.clone(), ends, self.plan(c)));
                     fresh.push(canary.clone());
                     next.push(canary);
                 }
@@ -286,6 +278,21 @@ impl Registry {
         }
         *write(&self.canaries) = Arc::new(next);
         Ok(())
+    }
+
+    /// A new canary's stop, day counts and first run: soon when the runs before this process
+    /// are known, else a full interval away (a restart loop must not send on every start).
+    fn plan(&self, c: &CanaryConfig) -> Plan {
+        let first = if self.ledger.knows_the_past() {
+            first_run(&c.name, c.interval)
+        } else {
+            c.interval
+        };
+        Plan {
+            stop: self.stop.child_token(),
+            ledger: self.ledger.clone(),
+            first_run: Instant::now() + first,
+        }
     }
 
     /// What pushed events of gateway `gateway` say of the canaries' runs: statuses of a run's
