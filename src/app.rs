@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::canary;
 use crate::demo;
 use crate::exporter::{ConfigSource, Exporter, Polling, StartupError, SHUTDOWN_GRACE};
 use crate::server;
@@ -22,6 +23,8 @@ pub struct RunOptions {
     pub web_config: Option<PathBuf>,
     pub polling: Polling,
     pub endpoints: server::Endpoints,
+    /// `--storage.path`: where the canaries' day counts outlive the process.
+    pub storage: Option<PathBuf>,
 }
 
 /// A started exporter with its HTTP server, for `main` and for tests.
@@ -86,7 +89,12 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartupError> {
     let stop = CancellationToken::new();
     let bound = bind_all(&opts.listen).await?;
     let addrs: Vec<SocketAddr> = bound.iter().map(|(_, a)| *a).collect();
-    let exporter = Exporter::start(opts.config, opts.polling, stop.clone())?;
+    let exporter = Exporter::start(
+        opts.config,
+        opts.polling,
+        canary_runs(opts.storage.as_deref(), opts.demo)?,
+        stop.clone(),
+    )?;
     let (web, endpoints) = (Arc::new(web), Arc::new(opts.endpoints));
     let servers = bound
         .into_iter()
@@ -113,6 +121,21 @@ pub async fn start(opts: RunOptions) -> Result<Running, StartupError> {
         stop,
         servers,
     })
+}
+
+/// Where the canaries count their runs of the day: the state directory; else, in the demo, a
+/// fresh count (its gateways are simulated and start with the process, so nothing ran before and
+/// its canaries may run soon); else a count that does not know the runs before this process.
+fn canary_runs(
+    storage: Option<&std::path::Path>,
+    demo: bool,
+) -> Result<canary::Ledger, StartupError> {
+    match storage {
+        Some(dir) => canary::Ledger::open(dir, canary::utc_day(std::time::SystemTime::now()))
+            .map_err(StartupError::Other),
+        None if demo => Ok(canary::Ledger::fresh()),
+        None => Ok(canary::Ledger::unknown()),
+    }
 }
 
 /// Runs until `shutdown` completes; SIGHUP reloads the configuration.

@@ -15,13 +15,17 @@
 //! | a delivered status, no arrival | `status_only` |
 //! | neither (or a failed status) | `lost` |
 //!
-//! A run that is stopped (shutdown, a reload that changed the canary) counts nothing; an event
-//! of its nonce that comes later finds no run and is ignored, so nothing is counted twice.
+//! A run that is stopped (shutdown, a reload that changed the canary) counts nothing (but against
+//! `daily_cap`: its send may have gone out); an event of its nonce that comes later finds no run
+//! and is ignored, so nothing is counted twice.
 //!
-//! The first run comes [`FIRST_RUN_MIN`] plus a spread of up to [`FIRST_RUN_SPREAD`] (by the
-//! canary's name) after the start, so that the webhook receivers listen and several canaries do
-//! not all send at once; then one every `interval`. At most `daily_cap` runs start per UTC day.
-//! Canaries are not polls: `--no-background-polling` leaves them running.
+//! With `--storage.path` (or in the demo), the first run comes [`FIRST_RUN_MIN`] plus a spread of
+//! up to [`FIRST_RUN_SPREAD`] (by the canary's name) after the start, so that the webhook
+//! receivers listen and several canaries do not all send at once; without it, a full `interval`
+//! after the start, since the process cannot know when the last run before it was. Then one every
+//! `interval`. At most `daily_cap` runs start per UTC day, counted by the [`Ledger`] across
+//! reloads and, with a state file, across restarts. Canaries are not polls:
+//! `--no-background-polling` leaves them running.
 //!
 //! After a run, a canary with `cleanup` tidies both chats so that the humans who work those
 //! numbers are not disturbed: when its message arrived, it marks it read through `to`'s API
@@ -51,6 +55,10 @@ use crate::providers::send;
 use crate::secret::Scrubber;
 use crate::shard::Shard;
 use crate::sync::{lock, read, write};
+
+mod ledger;
+
+pub use ledger::{Admission, Ledger, FILE_NAME as STATE_FILE};
 
 families! {
     /// The canary families, labelled `canary`, `from`, `to`.
@@ -91,7 +99,13 @@ pub const FIRST_RUN_SPREAD: Duration = Duration::from_secs(30);
 /// Statuses that came before the send answer named its id, kept for that run.
 const EARLY_STATUSES: usize = 64;
 
-/// When a canary's first run comes after the start.
+/// The UTC day of `t`, in days since the Unix epoch: the day `daily_cap` counts in.
+pub fn utc_day(t: SystemTime) -> u64 {
+    (unix_seconds(t) / 86_400.0) as u64
+}
+
+/// When a canary's first run comes after the start (or after a reload that changed it), when
+/// the runs before this process are known.
 pub fn first_run(name: &str, interval: Duration) -> Duration {
     let spread = FIRST_RUN_SPREAD.as_millis() as u64;
     let offset = crate::shard::stable_hash(name.bytes()) % spread.max(1);
@@ -124,6 +138,7 @@ pub struct Registry {
     running: Mutex<HashMap<String, CancellationToken>>,
     tracker: TaskTracker,
     stop: CancellationToken,
+    ledger: Arc<Ledger>,
 }
 
 /// One canary and its counts.
@@ -141,6 +156,10 @@ pub struct Canary {
     one: tokio::sync::Mutex<()>,
     /// Cancelled when the canary stops (shutdown, or a reload that changed or removed it).
     stop: CancellationToken,
+    /// The runs started today, by canary name.
+    ledger: Arc<Ledger>,
+    /// When its schedule's first run comes.
+    first_run: Instant,
 }
 
 struct State {
@@ -150,9 +169,6 @@ struct State {
     delivered: Histogram,
     arrival: Histogram,
     last_success: Option<f64>,
-    /// The UTC day of `today`, and the runs started on it.
-    day: u64,
-    today: u32,
     run: Option<Run>,
 }
 
@@ -185,12 +201,13 @@ impl Run {
 }
 
 impl Registry {
-    pub fn new(tracker: TaskTracker, stop: CancellationToken) -> Self {
+    pub fn new(tracker: TaskTracker, stop: CancellationToken, ledger: Ledger) -> Self {
         Registry {
             canaries: RwLock::new(Arc::default()),
             running: Mutex::new(HashMap::new()),
             tracker,
             stop,
+            ledger: Arc::new(ledger),
         }
     }
 
@@ -204,7 +221,8 @@ impl Registry {
 
     /// Applies a configuration's canaries: those whose `from` is among `gateways` (this
     /// replica's) run; an unchanged canary keeps its counts and schedule, a changed one starts
-    /// afresh (its run in flight is dropped uncounted), a removed one stops.
+    /// afresh (its run in flight is dropped uncounted), a removed one stops. The runs started
+    /// today stay with the name whatever the change: the ledger counts them.
     pub fn configure(
         &self,
         canaries: &[CanaryConfig],
@@ -234,8 +252,7 @@ impl Registry {
                         to: to.clone(),
                         to_client: client(to)?,
                     };
-                    let stop = self.stop.child_token();
-                    let canary = Arc::new(Canary::new(c.clone(), ends, stop));
+                    let canary = Arc::new(Canary::new(c.clone(), ends, self.plan(c)));
                     fresh.push(canary.clone());
                     next.push(canary);
                 }
@@ -261,6 +278,21 @@ impl Registry {
         }
         *write(&self.canaries) = Arc::new(next);
         Ok(())
+    }
+
+    /// A new canary's stop, day counts and first run: soon when the runs before this process
+    /// are known, else a full interval away (a restart loop must not send on every start).
+    fn plan(&self, c: &CanaryConfig) -> Plan {
+        let first = if self.ledger.knows_the_past() {
+            first_run(&c.name, c.interval)
+        } else {
+            c.interval
+        };
+        Plan {
+            stop: self.stop.child_token(),
+            ledger: self.ledger.clone(),
+            first_run: Instant::now() + first,
+        }
     }
 
     /// What pushed events of gateway `gateway` say of the canaries' runs: statuses of a run's
@@ -294,8 +326,7 @@ impl Registry {
 }
 
 async fn schedule(c: Arc<Canary>, stop: CancellationToken) {
-    let start = Instant::now() + first_run(&c.config.name, c.config.interval);
-    let mut ticks = tokio::time::interval_at(start, c.config.interval);
+    let mut ticks = tokio::time::interval_at(c.first_run, c.config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
@@ -318,6 +349,13 @@ impl Drop for Clear<'_> {
     }
 }
 
+/// What a canary's runs answer to: its stop, the day counts, its first run.
+struct Plan {
+    stop: CancellationToken,
+    ledger: Arc<Ledger>,
+    first_run: Instant,
+}
+
 /// A canary's two gateways and their clients.
 struct Ends {
     from: GatewayConfig,
@@ -327,7 +365,7 @@ struct Ends {
 }
 
 impl Canary {
-    fn new(config: CanaryConfig, ends: Ends, stop: CancellationToken) -> Self {
+    fn new(config: CanaryConfig, ends: Ends, plan: Plan) -> Self {
         let Ends {
             from,
             client,
@@ -355,14 +393,19 @@ impl Canary {
                 delivered: Histogram::new(&DELIVERY_BUCKETS),
                 arrival: Histogram::new(&DELIVERY_BUCKETS),
                 last_success: None,
-                day: 0,
-                today: 0,
                 run: None,
             }),
             wake: Notify::new(),
             one: tokio::sync::Mutex::new(()),
-            stop,
+            stop: plan.stop,
+            ledger: plan.ledger,
+            first_run: plan.first_run,
         }
+    }
+
+    /// When its schedule's first run comes (after the start, or the reload that made it).
+    pub fn first_run_at(&self) -> Instant {
+        self.first_run
     }
 
     fn observe<'a>(&self, from: bool, to: bool, events: impl IntoIterator<Item = &'a Event>) {
@@ -401,30 +444,39 @@ impl Canary {
         }
     }
 
-    /// One run; `None` when the daily cap left it out.
+    /// Whether a run may start: counted, and written down before the send goes out.
+    async fn admitted(&self) -> bool {
+        let (name, cap) = (&self.config.name, self.config.daily_cap);
+        match self
+            .ledger
+            .start_run(name, cap, utc_day(SystemTime::now()))
+            .await
+        {
+            Admission::Run => true,
+            Admission::Capped { first } => {
+                if first {
+                    tracing::warn!(canary = %name, cap, "the canary's daily_cap is reached: no more runs until 00:00 UTC");
+                }
+                false
+            }
+            Admission::Unrecorded(reason) => {
+                crate::logging::warn_limited!(canary = %name, reason = %reason, "the canary state file cannot be written: the run is skipped, so that none goes out uncounted");
+                false
+            }
+        }
+    }
+
+    /// One run; `None` when the daily cap (or a state file that cannot be written) left it out.
     pub async fn run(&self) -> Option<RunResult> {
         let _one = self.one.lock().await;
-        let nonce = random_nonce();
-        {
-            let mut st = lock(&self.state);
-            let day = (unix_seconds(SystemTime::now()) / 86_400.0) as u64;
-            if st.day != day {
-                st.day = day;
-                st.today = 0;
-            }
-            if st.today >= self.config.daily_cap {
-                if st.today == self.config.daily_cap {
-                    tracing::warn!(canary = %self.config.name, cap = self.config.daily_cap, "the canary's daily_cap is reached: no more runs until 00:00 UTC");
-                    st.today += 1;
-                }
-                return None;
-            }
-            st.today += 1;
-            st.run = Some(Run {
-                nonce,
-                ..Default::default()
-            });
+        if !self.admitted().await {
+            return None;
         }
+        let nonce = random_nonce();
+        lock(&self.state).run = Some(Run {
+            nonce,
+            ..Default::default()
+        });
         let _clear = Clear(self);
         let started = Instant::now();
         let deadline = started + self.config.timeout;

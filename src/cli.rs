@@ -50,6 +50,12 @@ pub struct Cli {
     #[arg(long = "web.max-requests", value_name = "N", default_value_t = 40)]
     pub max_requests: usize,
 
+    /// A directory for state that outlives the process: the canaries' runs of the current UTC day,
+    /// so that daily_cap holds across restarts. Without it, a canary's first run waits a full
+    /// interval after the start.
+    #[arg(long = "storage.path", value_name = "DIR")]
+    pub storage_path: Option<PathBuf>,
+
     /// With --config.check: check the file alone, without reading the secret files and
     /// environment variables it names (for linting a configuration in CI).
     #[arg(long = "config.no-secrets", requires = "config_check")]

@@ -96,10 +96,12 @@ pub struct Polling {
 }
 
 impl Exporter {
-    /// Loads the configuration and starts polling; `stop` ends every task.
+    /// Loads the configuration and starts polling; `canary_runs` holds the canaries' day counts,
+    /// `stop` ends every task.
     pub fn start(
         source: ConfigSource,
         polling: Polling,
+        canary_runs: canary::Ledger,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, StartupError> {
         let cfg = source.load()?;
@@ -110,7 +112,11 @@ impl Exporter {
         let plugchat = webhooks::plugchat::Receiver::new(&metrics.registry, messages.clone())
             .map_err(|e| StartupError::Other(format!("metrics: {e}")))?;
         let tracker = TaskTracker::new();
-        let canaries = Arc::new(canary::Registry::new(tracker.clone(), stop.clone()));
+        let canaries = Arc::new(canary::Registry::new(
+            tracker.clone(),
+            stop.clone(),
+            canary_runs,
+        ));
         receiver.watch_canaries(canaries.clone());
         let exporter = Arc::new(Exporter {
             source,

@@ -92,6 +92,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         endpoints: Endpoints::new(cli.telemetry_path, cli.max_requests),
         demo: cli.demo,
         web_config: cli.web_config_file,
+        storage: cli.storage_path,
         polling: Polling {
             shard: cli.shard,
             no_background: cli.no_background_polling,

@@ -917,3 +917,155 @@ async fn a_failed_mark_read_is_counted_and_the_delete_still_goes() {
     assert!(!logs.contains(&format!("IN{}", relay.sent()[0])));
     ex.stop().await;
 }
+
+/// A WAHA sender whose send answer names the message `..`: a URL would drop that dot segment
+/// and turn the cleanup's delete of one message into WAHA's "delete the chat".
+#[tokio::test]
+async fn a_send_answer_id_of_dots_is_a_failed_send_and_deletes_nothing() {
+    for id in ["..", ".", "a/b"] {
+        let answer = format!(r#"{{"id":"{id}","fromMe":true,"ack":1}}"#);
+        let mock = Mock::start(move |s| {
+            let answer = answer.clone();
+            async move {
+                match s.path.as_str() {
+                    "/api/sendText" => reply(201, answer),
+                    p if p.contains("getStateInstance") => {
+                        reply(200, r#"{"stateInstance":"authorized"}"#)
+                    }
+                    _ => reply(200, "{}"),
+                }
+            }
+        })
+        .await;
+        let yaml = config(End::Zapi, End::Green, &mock.url(), "").replace(
+            &gateway_yaml(End::Zapi, "sales", &mock.url()),
+            &format!(
+                "  - name: sales\n    provider: waha\n    url: {}\n    instance: default\n    webhooks: {{secret: {ZAPI_SECRET}}}\n",
+                mock.url()
+            ),
+        );
+        let ex = Exporter::start(&yaml).await;
+        assert_eq!(run(&ex).await, Some(RunResult::SendFailed), "{id:?}");
+        let seen = mock.seen();
+        assert!(seen.iter().any(|s| s.path == "/api/sendText"), "it sent");
+        assert!(
+            !seen.iter().any(|s| s.method == hyper::Method::DELETE),
+            "{id:?}: a DELETE reached WAHA"
+        );
+        let m = ex.metrics().await;
+        assert_eq!(runs(&m, "send_failed"), 1.0);
+        assert_eq!(cleanup_failures(&m, "delete"), Some(0.0));
+        assert!(!common::logs().contains("chats/"), "no URL in the logs");
+        ex.stop().await;
+    }
+}
+
+/// The exporter with `--storage.path` `dir`, its relay pushing to it.
+async fn stored_world(
+    relay: &Arc<Relay>,
+    mock: &Mock,
+    extra: &str,
+    dir: Option<&common::TempDir>,
+) -> Exporter {
+    let yaml = config(End::Zapi, End::Green, &mock.url(), extra);
+    let storage = dir.map(|d| d.0.clone());
+    let ex = Exporter::try_start_stored(&yaml, None, Default::default(), storage)
+        .await
+        .unwrap_or_else(|e| panic!("exporter did not start: {e}"));
+    relay.exporter.set(ex.url("")).ok();
+    ex
+}
+
+fn first_run_at(ex: &Exporter) -> tokio::time::Instant {
+    let canaries = &ex.running.as_ref().unwrap().exporter.canaries;
+    canaries.get("probe").unwrap().first_run_at()
+}
+
+/// An out-of-memory restart loop must not send a billed message on every start.
+#[tokio::test]
+async fn the_daily_cap_holds_across_a_restart_with_a_storage_path() {
+    let relay = Relay::new(End::Zapi, End::Green);
+    let r = relay.clone();
+    let mock = Mock::start(move |s| r.clone().handle(s)).await;
+    let dir = common::TempDir::new();
+    let cap = "    daily_cap: 1\n";
+    let before = tokio::time::Instant::now();
+    let ex = stored_world(&relay, &mock, cap, Some(&dir)).await;
+    assert!(
+        first_run_at(&ex) < before + Duration::from_secs(300),
+        "with a state file the first run comes before a full interval"
+    );
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    assert!(dir.0.join(whatsapp_exporter::canary::STATE_FILE).exists());
+    ex.stop().await;
+
+    for _ in 0..3 {
+        let ex = stored_world(&relay, &mock, cap, Some(&dir)).await;
+        assert_eq!(
+            run(&ex).await,
+            None,
+            "the day's run was spent before the restart"
+        );
+        ex.stop().await;
+    }
+    assert_eq!(relay.texts.lock().unwrap().len(), 1, "one send that day");
+    assert!(common::logs().contains("daily_cap is reached"));
+}
+
+/// A reload that changes the canary builds it afresh, but its runs of the day stay with its name.
+#[tokio::test]
+async fn the_daily_cap_holds_across_a_reload_that_changes_the_canary() {
+    let (relay, mock, ex) = world(End::Zapi, End::Green, "    daily_cap: 1\n").await;
+    assert_eq!(run(&ex).await, Some(RunResult::Delivered));
+    let changed = config(End::Zapi, End::Green, &mock.url(), "    daily_cap: 1\n")
+        .replace("timeout: 2s", "timeout: 3s");
+    ex.write_config(&changed);
+    let reload = common::client()
+        .post(ex.url("/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status().as_u16(), 200);
+    let canaries = &ex.running.as_ref().unwrap().exporter.canaries;
+    assert_eq!(
+        canaries.get("probe").unwrap().config.timeout,
+        Duration::from_secs(3),
+        "the reload took"
+    );
+    assert_eq!(
+        run(&ex).await,
+        None,
+        "the day's run was spent before the reload"
+    );
+    assert_eq!(relay.texts.lock().unwrap().len(), 1, "one send that day");
+    ex.stop().await;
+}
+
+/// Without a state file, the process cannot know when the last run before it was.
+#[tokio::test]
+async fn without_a_storage_path_the_first_run_waits_a_full_interval() {
+    let relay = Relay::new(End::Zapi, End::Green);
+    let r = relay.clone();
+    let mock = Mock::start(move |s| r.clone().handle(s)).await;
+    let before = tokio::time::Instant::now();
+    let ex = stored_world(&relay, &mock, "", None).await;
+    assert!(first_run_at(&ex) >= before + Duration::from_secs(300));
+    ex.stop().await;
+}
+
+/// The demo's gateways start with the process, so its canaries run soon, as its README says.
+#[tokio::test]
+async fn the_demo_canaries_run_soon_after_the_start() {
+    let before = tokio::time::Instant::now();
+    let running = common::start_demo().await;
+    let list = running.exporter.canaries.list();
+    assert!(!list.is_empty());
+    for c in list.iter() {
+        assert!(
+            c.first_run_at() <= before + Duration::from_secs(60) + Duration::from_secs(1),
+            "{}",
+            c.config.name
+        );
+    }
+    running.shutdown().await;
+}

@@ -36,6 +36,7 @@ async fn telemetry_path_limits_and_several_listeners() {
             no_background: true,
         },
         endpoints: Endpoints::new("/custom/metrics".into(), 1),
+        storage: None,
     })
     .await
     .unwrap();

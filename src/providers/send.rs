@@ -16,7 +16,7 @@ use crate::flow::{CanaryArrival, MessageKey};
 use crate::http::fetch;
 use crate::secret::Secret;
 
-pub use super::outbound::{string_at, Call, Message, Received, Request};
+pub use super::outbound::{safe_id, string_at, Call, Message, Received, Request};
 
 /// The send request of the gateway's provider; `Err` for a gateway that cannot send.
 pub fn request(gw: &GatewayConfig, m: &Message) -> Result<Request, PollError> {
@@ -48,13 +48,21 @@ pub fn accepted(gw: &GatewayConfig, body: &[u8]) -> Result<Sent, PollError> {
         ProviderConfig::Evolution(_) => super::evolution::send::message_id(&v),
         ProviderConfig::Waha(_) => super::waha::send::message_id(&v),
     };
-    id.and_then(|id| {
-        MessageKey::of(id).map(|key| Sent {
+    let id =
+        id.ok_or_else(|| PollError::InvalidResponse("the send answer names no message id".into()))?;
+    // Refused before anything is keyed or called: a cleanup would put it in a URL.
+    if !safe_id(id) {
+        return Err(PollError::InvalidResponse(
+            "the send answer's message id cannot name a message (empty, dots, or a separator)"
+                .into(),
+        ));
+    }
+    MessageKey::of(id)
+        .map(|key| Sent {
             key,
             id: Secret::new(id.to_string()),
         })
-    })
-    .ok_or_else(|| PollError::InvalidResponse("the send answer names no message id".into()))
+        .ok_or_else(|| PollError::InvalidResponse("the send answer names no message id".into()))
 }
 
 /// The judgement of a whole send answer: a 2xx with a message id, else the error a poll would
@@ -133,7 +141,8 @@ pub async fn mark_read(
     arrival: &CanaryArrival,
     timeout: Duration,
 ) -> Result<bool, PollError> {
-    let Some(id) = &arrival.id else {
+    // A push's id that could not name one message in a call is not used: nothing to mark.
+    let Some(id) = arrival.id.as_ref().filter(|id| safe_id(id.expose())) else {
         return Ok(false);
     };
     let r = Received {
@@ -246,6 +255,58 @@ pub(crate) mod tests {
     pub fn judged(gw: &GatewayConfig, provider: &str, name: &str) -> Result<MessageKey, PollError> {
         let (status, body) = fixture(provider, name);
         judge(gw, &answer(status, body)).map(|s| s.key)
+    }
+
+    /// Judges the fixture's answer with the id at every JSON pointer of `ids` replaced by an id
+    /// that cannot name a message in a call: each is refused as a send failure, reason
+    /// `invalid_response`.
+    pub fn refuses_unsafe_ids(gw: &GatewayConfig, provider: &str, name: &str, ids: &[&str]) {
+        let (status, body) = fixture(provider, name);
+        for bad in ["", ".", "..", "a/b"] {
+            let mut v: Value = serde_json::from_slice(&body).unwrap();
+            for p in ids {
+                *v.pointer_mut(p).unwrap() = Value::String(bad.into());
+            }
+            let judged = judge(gw, &answer(status, serde_json::to_vec(&v).unwrap()));
+            let Err(e) = judged else {
+                panic!("{provider}: the id {bad:?} was accepted");
+            };
+            assert_eq!(e.reason(), crate::error::Reason::InvalidResponse, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ids_that_would_change_a_url_are_unsafe() {
+        for ok in [
+            "3EB0C767D097B7C7C030",
+            "true_12132132130@c.us_3EB0C767D097B7C7C030",
+            "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA==",
+            "a.b",
+            "...a",
+        ] {
+            assert!(safe_id(ok), "{ok}");
+        }
+        for bad in [
+            "", ".", "..", "....", "a/b", "a\\b", "%2e%2e", "a?b", "a#b", "a b", "a\nb",
+        ] {
+            assert!(!safe_id(bad), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pushed_id_of_dots_marks_nothing_read() {
+        // Port 9 is closed: a call that went out would fail, not answer Ok(false).
+        let gw = gateway(
+            "  - {name: w, provider: waha, url: 'http://127.0.0.1:9', instance: default}\n",
+        );
+        crate::tls::install_crypto_provider();
+        let client = reqwest::Client::new();
+        for id in ["..", ".", "a/b"] {
+            let text = crate::flow::canary_text(7);
+            let a = CanaryArrival::of(Some(&text), Some("11111111111@c.us"), Some(id)).unwrap();
+            let r = mark_read(&client, &gw, &a, Duration::from_secs(1)).await;
+            assert!(matches!(r, Ok(false)), "{id:?}: a call went out");
+        }
     }
 
     #[test]

@@ -210,6 +210,16 @@ impl Exporter {
         web_yaml: Option<&str>,
         polling: whatsapp_exporter::Polling,
     ) -> Result<Exporter, String> {
+        Self::try_start_stored(yaml, web_yaml, polling, None).await
+    }
+
+    /// Starts with `--storage.path` `storage` too.
+    pub async fn try_start_stored(
+        yaml: &str,
+        web_yaml: Option<&str>,
+        polling: whatsapp_exporter::Polling,
+        storage: Option<PathBuf>,
+    ) -> Result<Exporter, String> {
         log_buffer();
         let dir = TempDir::new();
         let web_config = web_yaml.map(|w| {
@@ -228,6 +238,7 @@ impl Exporter {
             web_config,
             polling,
             endpoints: Default::default(),
+            storage,
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -428,6 +439,7 @@ pub async fn start_demo() -> Running {
         web_config: None,
         polling: Default::default(),
         endpoints: Default::default(),
+        storage: None,
     })
     .await
     .unwrap()

@@ -68,7 +68,7 @@ pub fn message_id(v: &Value) -> Option<&str> {
 mod tests {
     use crate::error::Reason;
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{documented_read, gateway, judged};
+    use crate::providers::send::tests::{documented_read, gateway, judged, refuses_unsafe_ids};
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -115,5 +115,12 @@ mod tests {
             id: "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA",
         };
         documented_read(&gw, &r, "http://127.0.0.1:9", "cloudapi");
+    }
+
+    #[test]
+    fn a_send_answer_id_that_would_change_a_url_is_refused() {
+        refuses_unsafe_ids(&gateway(
+            "  - {name: c, provider: cloudapi, url: 'http://127.0.0.1:9', phone_number_id: '106540352242922', token: T0123456789, api_version: v23.0}\n",
+        ), "cloudapi", "send_template", &["/messages/0/id"]);
     }
 }

@@ -77,7 +77,9 @@ pub fn message_id(v: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{documented_call, documented_read, gateway, judged};
+    use crate::providers::send::tests::{
+        documented_call, documented_read, gateway, judged, refuses_unsafe_ids,
+    };
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -118,5 +120,12 @@ mod tests {
             id: "BAE594145F4C59B4",
         };
         documented_read(&gw, &r, "http://127.0.0.1:9", "evolution");
+    }
+
+    #[test]
+    fn a_send_answer_id_that_would_change_a_url_is_refused() {
+        refuses_unsafe_ids(&gateway(
+            "  - {name: e, provider: evolution, url: 'http://127.0.0.1:9', instance: my-instance, token: K0123456789}\n",
+        ), "evolution", "send_text", &["/key/id"]);
     }
 }

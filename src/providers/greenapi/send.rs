@@ -62,7 +62,9 @@ pub fn message_id(v: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{documented_call, documented_read, gateway, judged};
+    use crate::providers::send::tests::{
+        documented_call, documented_read, gateway, judged, refuses_unsafe_ids,
+    };
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -101,5 +103,12 @@ mod tests {
             id: "B275A7AA0D6EF89BB9245169BDF174E6",
         };
         documented_read(&gw, &r, "http://127.0.0.1:9", "greenapi");
+    }
+
+    #[test]
+    fn a_send_answer_id_that_would_change_a_url_is_refused() {
+        refuses_unsafe_ids(&gateway(
+            "  - {name: g, provider: greenapi, url: 'http://127.0.0.1:9', instance: 1101000001, token: T0123456789}\n",
+        ), "greenapi", "send_message", &["/idMessage"]);
     }
 }

@@ -38,7 +38,7 @@ pub fn message_id(v: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{gateway, judged};
+    use crate::providers::send::tests::{gateway, judged, refuses_unsafe_ids};
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -57,6 +57,18 @@ mod tests {
         assert_eq!(
             judged(&gw, "waba", "send_text").unwrap(),
             MessageKey::of("gBEGkYiEB1VXAglK1ZEqA1YKPrU").unwrap()
+        );
+    }
+
+    #[test]
+    fn a_send_answer_id_that_would_change_a_url_is_refused() {
+        refuses_unsafe_ids(
+            &gateway(
+                "  - {name: w, provider: waba, url: 'http://127.0.0.1:9', token: T0123456789}\n",
+            ),
+            "waba",
+            "send_text",
+            &["/messages/0/id"],
         );
     }
 }

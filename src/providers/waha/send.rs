@@ -67,7 +67,9 @@ pub fn message_id(v: &Value) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{documented_call, documented_read, gateway, judged};
+    use crate::providers::send::tests::{
+        documented_call, documented_read, gateway, judged, refuses_unsafe_ids,
+    };
     use crate::providers::send::{request, Message};
 
     #[test]
@@ -117,5 +119,17 @@ mod tests {
         documented_read(&gw, &r, "http://127.0.0.1:9", "waha");
         let c = crate::providers::send::read_request(&gw, &r).unwrap();
         assert_eq!(c.headers[0].0, "X-Api-Key");
+    }
+
+    #[test]
+    fn a_send_answer_id_that_would_change_a_url_is_refused() {
+        refuses_unsafe_ids(
+            &gateway(
+                "  - {name: w, provider: waha, url: 'http://127.0.0.1:9', instance: default}\n",
+            ),
+            "waha",
+            "send_text",
+            &["/id"],
+        );
     }
 }

@@ -75,7 +75,9 @@ pub fn message_id(v: &Value) -> Option<&str> {
 mod tests {
     use crate::error::Reason;
     use crate::flow::MessageKey;
-    use crate::providers::send::tests::{documented_call, documented_read, gateway, judged};
+    use crate::providers::send::tests::{
+        documented_call, documented_read, gateway, judged, refuses_unsafe_ids,
+    };
     use crate::providers::send::{request, Message};
 
     fn gw() -> crate::config::GatewayConfig {
@@ -132,5 +134,10 @@ mod tests {
             id: "3999984263738042930CD6ECDE9VDWSA",
         };
         documented_read(&gw(), &r, "http://127.0.0.1:9", "zapi");
+    }
+
+    #[test]
+    fn a_send_answer_id_that_would_change_a_url_is_refused() {
+        refuses_unsafe_ids(&gw(), "zapi", "send_text", &["/messageId", "/id"]);
     }
 }
