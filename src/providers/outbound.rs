@@ -41,13 +41,11 @@ pub struct Received<'a> {
 
 /// Whether a message id (a send answer's, or a push's for mark-read) may go into a cleanup call.
 /// Refused: empty or only dots (`.` and `..` are dot segments: a URL parser drops them, and WAHA's
-/// `DELETE .../chats/<chat>/messages/..` becomes "delete the chat"), and ids with a separator or
-/// escape that a path, query or proxy would read (`/`, `\`, `?`, `#`, `%`), whitespace or
-/// control characters. No provider documents such an id, so refusing one loses nothing.
+/// `DELETE .../chats/<chat>/messages/..` becomes "delete the chat"), and control characters. Any
+/// other character stays inside its path segment (`http::path_segment` encodes it) or its JSON
+/// string; a Cloud API `wamid.` is base64, whose alphabet holds `/` and `+`.
 pub fn safe_id(id: &str) -> bool {
-    let odd =
-        |c: char| matches!(c, '/' | '\\' | '?' | '#' | '%') || c.is_whitespace() || c.is_control();
-    !id.bytes().all(|b| b == b'.') && !id.chars().any(odd)
+    !id.bytes().all(|b| b == b'.') && !id.chars().any(char::is_control)
 }
 
 /// A JSON string at `path` (object keys, or array indexes as numbers).

@@ -262,7 +262,7 @@ pub(crate) mod tests {
     /// `invalid_response`.
     pub fn refuses_unsafe_ids(gw: &GatewayConfig, provider: &str, name: &str, ids: &[&str]) {
         let (status, body) = fixture(provider, name);
-        for bad in ["", ".", "..", "a/b"] {
+        for bad in ["", ".", "..", "a\u{0}b"] {
             let mut v: Value = serde_json::from_slice(&body).unwrap();
             for p in ids {
                 *v.pointer_mut(p).unwrap() = Value::String(bad.into());
@@ -283,12 +283,12 @@ pub(crate) mod tests {
             "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA==",
             "a.b",
             "...a",
+            "wamid.HBgL+/x==",
+            "a/b",
         ] {
             assert!(safe_id(ok), "{ok}");
         }
-        for bad in [
-            "", ".", "..", "....", "a/b", "a\\b", "%2e%2e", "a?b", "a#b", "a b", "a\nb",
-        ] {
+        for bad in ["", ".", "..", "....", "a\nb", "a\u{0}b"] {
             assert!(!safe_id(bad), "{bad:?}");
         }
     }
@@ -301,7 +301,7 @@ pub(crate) mod tests {
         );
         crate::tls::install_crypto_provider();
         let client = reqwest::Client::new();
-        for id in ["..", ".", "a/b"] {
+        for id in ["..", ".", "a\u{7}b"] {
             let text = crate::flow::canary_text(7);
             let a = CanaryArrival::of(Some(&text), Some("11111111111@c.us"), Some(id)).unwrap();
             let r = mark_read(&client, &gw, &a, Duration::from_secs(1)).await;
