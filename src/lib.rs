@@ -12,7 +12,8 @@
 //!    [`shard`], [`web_config`], [`fdlimit`] (the soft limit of open files raised at start),
 //!    [`flow`] (what a pushed event says, the same for every provider), [`flow_state`] (the
 //!    message-flow counters and the sent→delivered table), [`inbound`] (capped webhook bodies,
-//!    secrets compared in constant time).
+//!    secrets compared in constant time), [`number_state`] (is this number working: the evidence
+//!    folded into one steady state with its problems).
 //! 2. [`http`]: the shared HTTP client and capped reads of answers.
 //! 3. [`providers`]: one folder per provider, each with its response types and pure `parse`, its
 //!    poll (and login), its series, its pure webhook parser and its demo simulator; and
@@ -48,6 +49,7 @@ pub mod json;
 pub mod labels;
 pub mod logging;
 pub mod metrics;
+pub mod number_state;
 pub mod probe;
 pub mod provider;
 pub mod providers;

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "flow",
             "flow_state",
             "inbound",
+            "number_state",
         ],
     ),
     ("http", &["http"]),
