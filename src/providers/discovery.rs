@@ -6,8 +6,9 @@
 //! streams, a [`Splitter`] cuts the top-level list into its rows, each row is read on its own
 //! (only the fields its type names), and a [`Picker`] keeps the selected instances whose names
 //! fit a label, at most `max_instances` of them, those with the lowest names. What a listing
-//! costs is one piece of the answer in flight, one row carried over between pieces (at most
-//! [`MAX_ROW`]) and the kept instances.
+//! costs is one piece of the answer in flight (held in the shared answer budget at its size),
+//! one row carried over between pieces (at most [`MAX_ROW`], which like any answer that small is
+//! read outside the budget) and the kept instances.
 
 use std::collections::BTreeMap;
 use std::fmt;
