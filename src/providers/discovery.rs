@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::{DeserializeOwned, IgnoredAny};
-use serde::Deserialize;
 
 use crate::config::{is_label_safe_instance, Instances, Target};
 use crate::error::PollError;
@@ -27,15 +26,6 @@ use crate::secret::{Scrubber, Secret};
 /// 1.5 KiB; a larger one is broken or hostile, and is skipped (and counted) unread rather than
 /// buffered.
 pub const MAX_ROW: usize = 64 << 10;
-
-/// An item of a listing: a row of the expected shape, or anything else (which becomes a row with
-/// no name, skipped and counted).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Item<T> {
-    Row(T),
-    Junk(IgnoredAny),
-}
 
 /// One element of a listing, as the [`Splitter`] cuts it.
 #[derive(Debug, PartialEq)]
@@ -123,6 +113,19 @@ impl Splitter {
             let b = piece[i];
             match self.at {
                 At::Element => {
+                    // Most of a row is text: runs without a quote or a backslash are passed over
+                    // in one go.
+                    if self.cut.in_string && !self.cut.escaped {
+                        let run = piece[i..]
+                            .iter()
+                            .position(|&b| b == b'"' || b == b'\\')
+                            .unwrap_or(piece.len() - i);
+                        if run > 0 {
+                            self.cut.len += run;
+                            i += run;
+                            continue;
+                        }
+                    }
                     if let Some(ends) = self.step(b) {
                         // A scalar ends before its delimiter, which is read again.
                         let end = if ends == Ends::With { i + 1 } else { i };
@@ -238,9 +241,15 @@ fn row<T: DeserializeOwned + Default>(piece: Piece<'_>) -> Result<T, PollError> 
     let Piece::Row(bytes) = piece else {
         return Ok(T::default());
     };
-    match serde_json::from_slice(bytes).map_err(|e| PollError::from_json(&e))? {
-        Item::Row(r) => Ok(r),
-        Item::Junk(_) => Ok(T::default()),
+    // Read as `T` straight away (an untagged enum would copy every row, settings and all,
+    // before reading it); only what fails to read as `T` is read again, to tell a row of
+    // another shape (no name, skipped and counted) from one that is no JSON.
+    match serde_json::from_slice(bytes) {
+        Ok(r) => Ok(r),
+        Err(_) => {
+            serde_json::from_slice::<IgnoredAny>(bytes).map_err(|e| PollError::from_json(&e))?;
+            Ok(T::default())
+        }
     }
 }
 
@@ -435,6 +444,7 @@ impl Picker<'_> {
 mod tests {
     use super::*;
     use crate::exposition::FragmentWriter;
+    use serde::Deserialize;
 
     #[derive(Debug)]
     struct Up(bool);
