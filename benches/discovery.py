@@ -19,8 +19,9 @@ its PID. Python 3 standard library only.
 
 With --big-listing it measures instead one Evolution API server of about 60 MiB (some 45,000
 instances, as a real server of that size lists them) served by a local mock in 64 KiB writes, with
-the default max_instances (1,000): the exporter's peak RSS (VmHWM) over three polls, against a
-baseline run whose listing has 1,000 instances; the poll's duration; and /metrics while polls run.
+the default max_instances (1,000), and 60 MiB of rows with only a name and a state (1.4 million
+of them): the exporter's peak RSS (VmHWM) over three polls, against a baseline run whose listing
+has 1,000 instances; the poll's duration; and /metrics while polls run.
 
 Usage: python3 benches/discovery.py [path/to/whatsapp_exporter] [--big-listing]
        (default target/release/whatsapp_exporter)
@@ -178,6 +179,14 @@ def big_listings():
     return small, b"[" + b",".join(parts) + b"]", i
 
 
+def tiny_listing():
+    """About BIG_MIB MiB of rows with only a name and a state (WAHA's sessions are about this
+    small): over a million rows, the worst case for a listing read whole."""
+    part = '{{"name":"session-{:07d}","status":"{}"}}'
+    rows = [part.format(i, "WORKING" if i % 3 else "STOPPED") for i in range((BIG_MIB << 20) // 46)]
+    return ("[" + ",".join(rows) + "]").encode(), len(rows)
+
+
 class ListingMock:
     """One path per listing, each sent with its length in 64 KiB writes."""
 
@@ -283,22 +292,27 @@ def run_listing(binary, mock, path, polls=3):
 
 def big_listing(binary):
     small, big, rows = big_listings()
-    mock = ListingMock({"/small/instance/fetchInstances": small, "/big/instance/fetchInstances": big})
+    tiny, tiny_rows = tiny_listing()
+    mock = ListingMock({"/small/instance/fetchInstances": small, "/big/instance/fetchInstances": big,
+                        "/tiny/instance/fetchInstances": tiny})
     try:
         base = run_listing(binary, mock, "/small")
         big_run = run_listing(binary, mock, "/big")
+        tiny_run = run_listing(binary, mock, "/tiny")
     finally:
         mock.server.shutdown()
     print(f"machine: {os.cpu_count()} cores, {os.uname().machine}, kernel {os.uname().release}")
     print(f"one Evolution API server: baseline listing {len(small) / 1024:.0f} KiB (1,000 instances), "
-          f"big listing {len(big) / 1048576:.1f} MiB ({rows} instances), max_instances 1000, interval {INTERVAL} s")
-    for name, r in [("baseline", base), ("big listing", big_run)]:
+          f"big listing {len(big) / 1048576:.1f} MiB ({rows} instances), tiny rows {len(tiny) / 1048576:.1f} MiB "
+          f"({tiny_rows} instances), max_instances 1000, interval {INTERVAL} s")
+    for name, r in [("baseline", base), ("big listing", big_run), ("tiny rows", tiny_run)]:
         dur = f"{r['duration'] * 1000:.0f} ms" if r["duration"] is not None else "-"
         scrape = (f"median {r['scrape_median']:.1f} ms, max {r['scrape_max']:.1f} ms"
                   if r["scrape_median"] is not None else "-")
         print(f"{name:12} polls {r['polls']}, up {r['up']}, exported {r['exported']}, overflow {r['overflow']}; "
               f"peak RSS {r['hwm']:.1f} MiB, RSS {r['rss']:.1f} MiB; last poll {dur}; /metrics {scrape}")
-    print(f"peak RSS over the baseline: {big_run['hwm'] - base['hwm']:.1f} MiB")
+    print(f"peak RSS over the baseline: big listing {big_run['hwm'] - base['hwm']:.1f} MiB, "
+          f"tiny rows {tiny_run['hwm'] - base['hwm']:.1f} MiB")
     if big_run["leak"] or big_run["up"] != 1.0:
         sys.exit(1)
 
