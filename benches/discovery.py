@@ -17,7 +17,14 @@ a few instances, so flaps are counted too), and the exporter (release build) wit
 CPU is read from /proc/PID/stat. Everything listens on 127.0.0.1 only; the exporter is stopped by
 its PID. Python 3 standard library only.
 
-Usage: python3 benches/discovery.py [path/to/whatsapp_exporter]   (default target/release/whatsapp_exporter)
+With --big-listing it measures instead one Evolution API server of about 60 MiB (some 45,000
+instances, as a real server of that size lists them) served by a local mock in 64 KiB writes, with
+the default max_instances (1,000), and 60 MiB of rows with only a name and a state (1.4 million
+of them): the exporter's peak RSS (VmHWM) over three polls, against a baseline run whose listing
+has 1,000 instances; the poll's duration; and /metrics while polls run.
+
+Usage: python3 benches/discovery.py [path/to/whatsapp_exporter] [--big-listing]
+       (default target/release/whatsapp_exporter)
 """
 
 import http.server
@@ -149,8 +156,173 @@ class Mock:
             return sorted(self.hits.values())
 
 
+def status_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+BIG_MIB = 60
+
+
+def big_listings():
+    """A listing of 1,000 instances and one of about BIG_MIB MiB, as bytes."""
+    small = json.dumps([row(0, i, "open" if i % 3 else "close") for i in range(1000)]).encode()
+    parts, size, i = [], 2, 0
+    while size < BIG_MIB << 20:
+        part = json.dumps(row(1, i, "open" if i % 3 else "close")).encode()
+        parts.append(part)
+        size += len(part) + 1
+        i += 1
+    return small, b"[" + b",".join(parts) + b"]", i
+
+
+def tiny_listing():
+    """About BIG_MIB MiB of rows with only a name and a state (WAHA's sessions are about this
+    small): over a million rows, the worst case for a listing read whole."""
+    part = '{{"name":"session-{:07d}","status":"{}"}}'
+    rows = [part.format(i, "WORKING" if i % 3 else "STOPPED") for i in range((BIG_MIB << 20) // 46)]
+    return ("[" + ",".join(rows) + "]").encode(), len(rows)
+
+
+class ListingMock:
+    """One path per listing, each sent with its length in 64 KiB writes."""
+
+    def __init__(self, bodies):
+        self.hits = {p: 0 for p in bodies}
+        self.lock = threading.Lock()
+        mock = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                body = bodies.get(self.path)
+                if body is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                view = memoryview(body)
+                try:
+                    for at in range(0, len(body), 64 << 10):
+                        self.wfile.write(view[at:at + (64 << 10)])
+                except OSError:
+                    return
+                with mock.lock:
+                    mock.hits[self.path] += 1
+
+            def log_message(self, *args):
+                pass
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def served(self, path):
+        with self.lock:
+            return self.hits[path]
+
+
+def run_listing(binary, mock, path, polls=3):
+    """Runs the exporter against one listing for `polls` polls; its peak RSS, poll duration,
+    scrape times and what it exported."""
+    tmp = tempfile.mkdtemp(prefix="wa-listing-")
+    proc = None
+    try:
+        cfg = os.path.join(tmp, "listing.yml")
+        with open(cfg, "w") as f:
+            f.write(f"global:\n  interval: {INTERVAL}s\n  timeout: {INTERVAL}s\ngateways:\n"
+                    f"  - name: evo\n    provider: evolution\n    url: http://127.0.0.1:{mock.port}{path}\n"
+                    f"    token: {KEY}\n    instances: all\n")
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([binary, "--config.file", cfg, "--web.listen-address", f"127.0.0.1:{port}",
+                                 "--log.level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        want = f"{path}/instance/fetchInstances"
+        scrapes, text = [], ""
+        deadline = time.time() + (polls + 2) * INTERVAL
+        while mock.served(want) < polls and time.time() < deadline and proc.poll() is None:
+            t = time.perf_counter()
+            try:
+                text = get(f"{base}/metrics")
+                scrapes.append((time.perf_counter() - t) * 1000)
+            except OSError:
+                pass
+            time.sleep(0.1)
+        time.sleep(1)
+        text = get(f"{base}/metrics")
+        hwm = status_kib(proc.pid, "VmHWM") / 1024
+        rss = status_kib(proc.pid, "VmRSS") / 1024
+
+        def value(name):
+            for line in text.splitlines():
+                if line.startswith(name + '{gateway="evo",'):
+                    return float(line.rsplit(" ", 1)[1])
+            return None
+
+        return {
+            "hwm": hwm, "rss": rss, "polls": mock.served(want),
+            "duration": value("whatsapp_poll_duration_seconds"),
+            "exported": value("whatsapp_discovered_instances"),
+            "overflow": value("whatsapp_discovery_overflow_total"),
+            "up": value("whatsapp_up"),
+            "scrape_max": max(scrapes) if scrapes else None,
+            "scrape_median": statistics.median(scrapes) if scrapes else None,
+            "leak": "B3844804" in text or "@s.whatsapp.net" in text,
+        }
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def big_listing(binary):
+    small, big, rows = big_listings()
+    tiny, tiny_rows = tiny_listing()
+    mock = ListingMock({"/small/instance/fetchInstances": small, "/big/instance/fetchInstances": big,
+                        "/tiny/instance/fetchInstances": tiny})
+    try:
+        base = run_listing(binary, mock, "/small")
+        big_run = run_listing(binary, mock, "/big")
+        tiny_run = run_listing(binary, mock, "/tiny")
+    finally:
+        mock.server.shutdown()
+    print(f"machine: {os.cpu_count()} cores, {os.uname().machine}, kernel {os.uname().release}")
+    print(f"one Evolution API server: baseline listing {len(small) / 1024:.0f} KiB (1,000 instances), "
+          f"big listing {len(big) / 1048576:.1f} MiB ({rows} instances), tiny rows {len(tiny) / 1048576:.1f} MiB "
+          f"({tiny_rows} instances), max_instances 1000, interval {INTERVAL} s")
+    for name, r in [("baseline", base), ("big listing", big_run), ("tiny rows", tiny_run)]:
+        dur = f"{r['duration'] * 1000:.0f} ms" if r["duration"] is not None else "-"
+        scrape = (f"median {r['scrape_median']:.1f} ms, max {r['scrape_max']:.1f} ms"
+                  if r["scrape_median"] is not None else "-")
+        print(f"{name:12} polls {r['polls']}, up {r['up']}, exported {r['exported']}, overflow {r['overflow']}; "
+              f"peak RSS {r['hwm']:.1f} MiB, RSS {r['rss']:.1f} MiB; last poll {dur}; /metrics {scrape}")
+    print(f"peak RSS over the baseline: big listing {big_run['hwm'] - base['hwm']:.1f} MiB, "
+          f"tiny rows {tiny_run['hwm'] - base['hwm']:.1f} MiB")
+    if big_run["leak"] or big_run["up"] != 1.0:
+        sys.exit(1)
+
+
 def main():
-    binary = sys.argv[1] if len(sys.argv) > 1 else "target/release/whatsapp_exporter"
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    binary = args[0] if args else "target/release/whatsapp_exporter"
+    if "--big-listing" in sys.argv:
+        big_listing(binary)
+        return
     mock = Mock()
     size = len(next(iter(mock.bodies.values()))[0])
     tmp = tempfile.mkdtemp(prefix="wa-discovery-")

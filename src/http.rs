@@ -15,7 +15,8 @@ use crate::sync::lock;
 /// No gateway answer we read is anywhere near this; a larger one is broken or hostile.
 pub const MAX_BODY: usize = 4 << 20;
 /// The listing of a whole server (every instance with its settings, about 1.5 KiB each on
-/// Evolution API) may be far larger: 64 MiB holds some 40,000 instances.
+/// Evolution API) may be far larger: 64 MiB holds some 40,000 instances. A listing is read by
+/// [`stream`], a piece at a time, so this caps the work of one poll, not its memory.
 pub const MAX_LISTING_BODY: usize = 64 << 20;
 /// Answers up to this size are read without asking the shared budget: with the polls in flight
 /// capped, they add up to little.
@@ -61,12 +62,32 @@ pub struct Answer {
 impl Answer {
     /// The error a poll reports for a status other than 2xx.
     pub fn check_status(&self) -> Result<(), PollError> {
-        match self.status.as_u16() {
-            200..=299 => Ok(()),
-            code @ (401 | 403) => Err(PollError::Unauthorized(code, "")),
-            429 => Err(PollError::RateLimited(self.retry_after)),
-            code => Err(PollError::HttpStatus(code)),
-        }
+        status_error(self.status, self.retry_after)
+    }
+}
+
+/// What [`stream`] tells of an answer whose body it handed over piece by piece.
+#[derive(Debug)]
+pub struct Streamed {
+    pub status: StatusCode,
+    pub retry_after: Option<Duration>,
+    /// Bytes of the body read; 0 for an answer other than 2xx, whose body is not read.
+    pub bytes: usize,
+}
+
+impl Streamed {
+    /// The error a poll reports for a status other than 2xx.
+    pub fn check_status(&self) -> Result<(), PollError> {
+        status_error(self.status, self.retry_after)
+    }
+}
+
+fn status_error(status: StatusCode, retry_after: Option<Duration>) -> Result<(), PollError> {
+    match status.as_u16() {
+        200..=299 => Ok(()),
+        code @ (401 | 403) => Err(PollError::Unauthorized(code, "")),
+        429 => Err(PollError::RateLimited(retry_after)),
+        code => Err(PollError::HttpStatus(code)),
     }
 }
 
@@ -111,25 +132,119 @@ pub async fn fetch_limited(
 ) -> Result<Answer, PollError> {
     let (client, request) = req.build_split();
     let request = request.map_err(|e| PollError::from_reqwest(e, timeout))?;
-    // Only a traced poll (`/probe?debug=true`) keeps the request: the others, every background
-    // poll, do not format its URL.
-    let traced = TRACE.try_with(|_| ()).is_ok();
-    let asked = traced.then(|| (request.method().to_string(), request.url().to_string()));
-    let start = std::time::Instant::now();
+    let asked = Asked::of(&request);
     let result = send(client, request, timeout, max).await;
-    if let Some((method, url)) = asked {
+    asked.record(result.as_ref().map(|a| (a.status.as_u16(), a.body.len())));
+    result
+}
+
+/// A request of a traced poll, kept until its outcome is known; nothing for the others.
+struct Asked(Option<(String, String, std::time::Instant)>);
+
+impl Asked {
+    fn of(request: &reqwest::Request) -> Self {
+        // Only a traced poll (`/probe?debug=true`) keeps the request: the others, every
+        // background poll, do not format its URL.
+        let traced = TRACE.try_with(|_| ()).is_ok();
+        Asked(traced.then(|| {
+            (
+                request.method().to_string(),
+                request.url().to_string(),
+                std::time::Instant::now(),
+            )
+        }))
+    }
+
+    /// Adds the exchange to the trace: its status and bytes read, or its error.
+    fn record(self, outcome: Result<(u16, usize), &PollError>) {
+        let Some((method, url, start)) = self.0 else {
+            return;
+        };
         let _ = TRACE.try_with(|t| {
             t.borrow_mut().push(Exchange {
                 method,
                 url,
-                status: result.as_ref().ok().map(|a| a.status.as_u16()),
-                bytes: result.as_ref().map_or(0, |a| a.body.len()),
+                status: outcome.as_ref().ok().map(|(s, _)| *s),
+                bytes: outcome.as_ref().map_or(0, |(_, n)| *n),
                 took: start.elapsed(),
-                error: result.as_ref().err().map(|e| e.to_string()),
+                error: outcome.err().map(|e| e.to_string()),
             })
         });
     }
+}
+
+/// Sends a request and hands its body, when the status is 2xx, to `each` piece by piece as it
+/// arrives, up to `max` bytes in all: for a server's listing, which may be far larger than
+/// anything worth holding at once. Each piece holds its own size of the answer budget while
+/// `each` reads it, and only one piece is held at a time, so a listing costs what it holds, not
+/// what it weighs; while the budget is spent, the rest waits in the socket. An error of `each`
+/// ends the read. The poll's timeout covers the whole body: whoever polls wraps the call in it.
+pub async fn stream(
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+    max: usize,
+    each: impl FnMut(&[u8]) -> Result<(), PollError>,
+) -> Result<Streamed, PollError> {
+    let (client, request) = req.build_split();
+    let request = request.map_err(|e| PollError::from_reqwest(e, timeout))?;
+    let asked = Asked::of(&request);
+    let result = send_streamed(client, request, timeout, max, each).await;
+    asked.record(result.as_ref().map(|s| (s.status.as_u16(), s.bytes)));
     result
+}
+
+async fn send_streamed(
+    client: reqwest::Client,
+    request: reqwest::Request,
+    timeout: Duration,
+    max: usize,
+    mut each: impl FnMut(&[u8]) -> Result<(), PollError>,
+) -> Result<Streamed, PollError> {
+    let mut resp = client
+        .execute(request)
+        .await
+        .map_err(|e| PollError::from_reqwest(e, timeout))?;
+    let mut head = Streamed {
+        status: resp.status(),
+        retry_after: retry_after(&resp),
+        bytes: 0,
+    };
+    let too_large = || PollError::InvalidResponse(format!("answer larger than {} MiB", max >> 20));
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    if !head.status.is_success() {
+        return Ok(head);
+    }
+    while let Some(piece) = resp
+        .chunk()
+        .await
+        .map_err(|e| PollError::from_reqwest(e, timeout))?
+    {
+        head.bytes += piece.len();
+        if head.bytes > max {
+            return Err(too_large());
+        }
+        let _share = budget_exact(piece.len()).await;
+        each(&piece)?;
+    }
+    Ok(head)
+}
+
+/// Waits for exactly `n` bytes of the budget (at most all of it).
+async fn budget_exact(n: usize) -> tokio::sync::SemaphorePermit<'static> {
+    let n = u32::try_from(n.min(BODY_BUDGET)).unwrap_or(u32::MAX);
+    BUDGET
+        .acquire_many(n)
+        .await
+        .expect("the answer budget is never closed")
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
 }
 
 async fn send(
@@ -143,11 +258,7 @@ async fn send(
         .await
         .map_err(|e| PollError::from_reqwest(e, timeout))?;
     let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let retry_after = retry_after(&resp);
     let too_large = || PollError::InvalidResponse(format!("answer larger than {} MiB", max >> 20));
     let declared = resp.content_length();
     if declared.is_some_and(|n| n > max as u64) {

@@ -30,8 +30,9 @@ pub struct Discovered {
     pub instances: Vec<(String, Box<dyn Observation>)>,
     /// Selected instances beyond `max_instances`, left out of this poll.
     pub overflow: u64,
-    /// Instances of the listing left out because their name cannot stand in a label (or they
-    /// have none).
+    /// Instances of the listing left out because their name cannot stand in a label: they have
+    /// none, it is not label-safe, it carries a secret of the gateway, or their row is too large
+    /// to read.
     pub skipped: u64,
 }
 

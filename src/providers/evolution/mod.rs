@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crate::config::{EvolutionConfig, GatewayConfig, Target};
 use crate::error::PollError;
-use crate::http::{fetch, fetch_limited, path_segment, MAX_LISTING_BODY};
-use crate::providers::discovery::Selector;
+use crate::http::{fetch, path_segment};
+use crate::providers::discovery::{discover, Selector};
 use crate::providers::shape::{Observation, Poller};
 use crate::secret::Secret;
 
@@ -61,7 +61,7 @@ impl Source {
             client,
             apikey: cfg.token.clone(),
             url,
-            selector: Selector::of(&cfg.target),
+            selector: Selector::of(&cfg.target, gw.settings.secrets()),
         }
     }
 }
@@ -78,11 +78,7 @@ impl Poller for Source {
             answer.check_status()?;
             return Ok(Box::new(parse(&answer.body)?));
         };
-        let answer = fetch_limited(req, timeout, MAX_LISTING_BODY).await?;
-        answer.check_status()?;
-        let rows = parse_listing(&answer.body)?;
-        Ok(Box::new(selector.select(rows.into_iter().map(
-            |(name, s)| (name, Box::new(s) as Box<dyn Observation>),
-        ))))
+        let found = discover(req, timeout, selector, state::Row::into_status).await?;
+        Ok(Box::new(found))
     }
 }
