@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::flow::{
     self, Batch, CloudEvent, CloudSpec, Event, FlowSpec, MessageKey, MessageStatus, Refused,
+    ReplayKey,
 };
 
 /// Event names: the `messages` field split into its status updates and incoming messages (and
@@ -294,6 +295,7 @@ fn read_messages(value: &Map<String, Value>, waba: Option<&String>, out: &mut Pa
             Some(m) => {
                 let mut e = Event::named("messages");
                 e.timestamp = flow::unix_time(m.get("timestamp"));
+                e.replay = ReplayKey::of_value(m.get("id"), &["message"]);
                 e.received = 1;
                 // The message's `id` is what marking it read names; the chat is the number.
                 let text = m.get("text").and_then(|t| t.get("body"));
@@ -321,16 +323,17 @@ fn read_messages(value: &Map<String, Value>, waba: Option<&String>, out: &mut Pa
 fn status_event(s: &Map<String, Value>) -> Event {
     let mut e = Event::named("statuses");
     e.timestamp = flow::unix_time(s.get("timestamp"));
-    e.status = Some(
-        match s.get("status").and_then(Value::as_str).map(str::trim) {
-            Some("sent") => MessageStatus::Sent,
-            Some("delivered") => MessageStatus::Delivered,
-            Some("read") => MessageStatus::Read,
-            Some("played") => MessageStatus::Played,
-            Some("failed") => MessageStatus::Failed,
-            _ => MessageStatus::Other,
-        },
-    );
+    let status = s.get("status").and_then(Value::as_str).map(str::trim);
+    // A message has one status of each kind: the same again is Meta's retry.
+    e.replay = ReplayKey::of_value(s.get("id"), &[status.unwrap_or("")]);
+    e.status = Some(match status {
+        Some("sent") => MessageStatus::Sent,
+        Some("delivered") => MessageStatus::Delivered,
+        Some("read") => MessageStatus::Read,
+        Some("played") => MessageStatus::Played,
+        Some("failed") => MessageStatus::Failed,
+        _ => MessageStatus::Other,
+    });
     e.messages = MessageKey::of_value(s.get("id")).into_iter().collect();
     if let Some(Value::Array(errors)) = s.get("errors") {
         e.errors = errors.iter().map(|x| code(x.get("code"))).collect();

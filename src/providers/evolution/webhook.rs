@@ -25,7 +25,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused};
+use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused, ReplayKey};
 use crate::providers::discovery::{pushed_name, Push};
 
 /// Event names, as Evolution writes `event`.
@@ -114,6 +114,7 @@ pub fn push(v: &Value) -> Option<Push> {
     let empty = Map::new();
     let data = o.get("data").and_then(Value::as_object).unwrap_or(&empty);
     let mut e = Event::named(name);
+    e.replay = replay_key(name, data);
     let mut disconnect = None;
     match name {
         "connection.update" => {
@@ -199,6 +200,26 @@ pub fn push(v: &Value) -> Option<Push> {
         event: e,
         disconnect,
     })
+}
+
+/// What makes a message's event the same event: its key id, with the event and the status.
+/// Evolution gives other events no id, and they are never taken for replays.
+fn replay_key(name: &str, data: &Map<String, Value>) -> Option<ReplayKey> {
+    let key_id = data
+        .get("key")
+        .and_then(Value::as_object)
+        .and_then(|k| k.get("id"));
+    let id = match name {
+        "messages.upsert" | "send.message" => key_id,
+        "messages.update" => data.get("keyId").or(key_id),
+        _ => None,
+    };
+    let status = match data.get("status") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    ReplayKey::of_value(id, &[name, &status])
 }
 
 /// A `messages.update` status: the names of Evolution's `renderStatus`, or their numbers.

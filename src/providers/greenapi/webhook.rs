@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::InstanceState;
-use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused};
+use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused, ReplayKey};
 
 /// `typeWebhook` values: those of the official SDKs (NotificationMapper.java of
 /// whatsapp-api-client-java and of whatsapp-api-webhook-server-java).
@@ -119,6 +119,8 @@ pub fn event(f: Fields) -> Event {
     let kind = f.kind.map(str::trim).unwrap_or("");
     let mut e = Event::named(flow::known(&EVENTS[..13], kind));
     e.timestamp = flow::unix_time(f.timestamp);
+    // A message's notification of one kind and status, the same again, is a retry.
+    e.replay = ReplayKey::of(f.id.unwrap_or(""), &[kind, f.status.unwrap_or("")]);
     let key = || MessageKey::of(f.id.unwrap_or("")).into_iter().collect();
     match e.name {
         "incomingMessageReceived" => {

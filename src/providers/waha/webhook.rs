@@ -20,7 +20,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused};
+use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused, ReplayKey};
 use crate::providers::discovery::{pushed_name, Push};
 
 /// Event names, as WAHA writes `event`.
@@ -101,6 +101,8 @@ pub fn push(v: &Value) -> Option<Push> {
         .unwrap_or(&empty);
     let mut e = Event::named(name);
     e.timestamp = flow::unix_time(o.get("timestamp"));
+    // Every push has its own id (`evt_…`), the same when WAHA sends it again.
+    e.replay = ReplayKey::of_value(o.get("id"), &[]);
     let mut disconnect = None;
     let own = payload.get("fromMe").and_then(crate::json::boolean);
     match name {

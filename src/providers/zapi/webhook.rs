@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused};
+use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused, ReplayKey};
 
 /// Event names, as Z-API writes `type`.
 pub static EVENTS: [&str; 8] = [
@@ -70,6 +70,7 @@ pub fn event(v: &Value) -> Option<Event> {
     let kind = o.get("type")?.as_str()?.trim();
     let mut e = Event::named(flow::known(&EVENTS[..6], kind));
     e.timestamp = flow::unix_time(o.get("momment").or_else(|| o.get("moment")));
+    e.replay = replay_key(o, kind);
     match e.name {
         "ConnectedCallback" => e.connected = Some(true),
         "DisconnectedCallback" => e.connected = Some(false),
@@ -120,6 +121,26 @@ pub fn event(v: &Value) -> Option<Event> {
         _ => {}
     }
     Some(e)
+}
+
+/// What makes a callback the same callback: the message ids it names (`messageId`, or a status
+/// callback's `ids`), its type and status. Callbacks without a message id are never taken for
+/// replays.
+fn replay_key(o: &serde_json::Map<String, Value>, kind: &str) -> Option<ReplayKey> {
+    let ids: Vec<&str> = match o.get("ids") {
+        Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_str).collect(),
+        _ => o
+            .get("messageId")
+            .and_then(Value::as_str)
+            .into_iter()
+            .collect(),
+    };
+    let (first, rest) = ids.split_first()?;
+    let status = o.get("status").and_then(Value::as_str).unwrap_or("");
+    let count = ids.len().to_string();
+    let mut parts = vec![kind, status, count.as_str()];
+    parts.extend(rest);
+    ReplayKey::of(first, &parts)
 }
 
 /// A MessageStatusCallback `status`: RECEIVED is delivery to the phone; READ_BY_ME (the connected
