@@ -455,4 +455,19 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_message_event_is_known_again_by_its_key_id_and_status() {
+        let key = |body: &str| parse(body.as_bytes()).unwrap().items[0].event.replay;
+        let update = r#"{"event":"messages.update","instance":"i","data":{"keyId":"3EB0A","fromMe":true,"status":"DELIVERY_ACK"}}"#;
+        assert!(key(update).is_some());
+        assert_eq!(key(update), key(update));
+        assert_ne!(key(update), key(&update.replace("DELIVERY_ACK", "READ")));
+        assert_ne!(key(update), key(&update.replace("3EB0A", "3EB0B")));
+        let sent = r#"{"event":"send.message","instance":"i","data":{"key":{"id":"3EB0A","fromMe":true}}}"#;
+        assert!(key(sent).is_some());
+        assert_ne!(key(update), key(sent), "another event of the message");
+        let state = r#"{"event":"connection.update","instance":"i","data":{"state":"close","statusReason":401}}"#;
+        assert_eq!(key(state), None, "no id, never a replay");
+    }
 }

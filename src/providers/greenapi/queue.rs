@@ -247,12 +247,8 @@ impl QueueStats {
         self.running = true;
     }
 
-    /// Observes a notification's delay, when its timestamp can be believed.
     pub(super) fn count(&mut self, n: &Notification, now: SystemTime) {
-        let believed = n
-            .timestamp
-            .filter(|ts| crate::flow::believable(*ts, unix_seconds(now)));
-        if let Some(ts) = believed {
+        if let Some(ts) = n.timestamp {
             self.delay.observe(delay_seconds(ts, now));
         }
     }

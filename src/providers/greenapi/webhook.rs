@@ -294,4 +294,16 @@ mod tests {
             assert!(!kept.contains(private), "{private} in {kept}");
         }
     }
+
+    #[test]
+    fn a_notification_is_known_again_by_its_message_kind_and_status() {
+        let key = |body: &str| parse(body.as_bytes()).unwrap().items[0].replay;
+        let status = r#"{"typeWebhook":"outgoingMessageStatus","timestamp":1588091580,"idMessage":"3EB0A","status":"delivered"}"#;
+        assert!(key(status).is_some());
+        assert_eq!(key(status), key(status));
+        assert_ne!(key(status), key(&status.replace("delivered", "read")));
+        assert_ne!(key(status), key(&status.replace("3EB0A", "3EB0B")));
+        let state = r#"{"typeWebhook":"stateInstanceChanged","timestamp":1588091580,"stateInstance":"authorized"}"#;
+        assert_eq!(key(state), None, "no id, never a replay");
+    }
 }
