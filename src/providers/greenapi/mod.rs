@@ -214,10 +214,7 @@ mod tests {
                 event: crate::flow::Event {
                     name: "outgoingMessageReceived",
                     timestamp: Some(1588091580.0),
-                    replay: crate::flow::ReplayKey::of(
-                        "F7AEC1B7086ECDC7E6E45923F5EDB825",
-                        &["outgoingMessageReceived", ""]
-                    ),
+                    replay: crate::flow::ReplayKey::of("488645", &["receipt"]),
                     ..Default::default()
                 },
             }

@@ -119,8 +119,13 @@ pub fn event(f: Fields) -> Event {
     let kind = f.kind.map(str::trim).unwrap_or("");
     let mut e = Event::named(flow::known(&EVENTS[..13], kind));
     e.timestamp = flow::unix_time(f.timestamp);
-    // A message's notification of one kind and status, the same again, is a retry.
-    e.replay = ReplayKey::of(f.id.unwrap_or(""), &[kind, f.status.unwrap_or("")]);
+    // A message's notification of one kind, status and time, the same again, is a retry.
+    let time = match f.timestamp {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    e.replay = ReplayKey::of(f.id.unwrap_or(""), &[kind, f.status.unwrap_or(""), &time]);
     let key = || MessageKey::of(f.id.unwrap_or("")).into_iter().collect();
     match e.name {
         "incomingMessageReceived" => {
