@@ -7,11 +7,10 @@
 //!
 //! Pushes come again: a provider retries what it thinks was not received (Meta for up to 7
 //! days), and a captured signed push can be replayed at will. An event whose provider id
-//! ([`ReplayKey`]) came lately is dropped before anything counts it (`whatsapp_webhook_
-//! duplicates_total`), by a window of the last 2,048 to 4,096 keys per gateway. An event whose
-//! timestamp cannot be believed ([`flow::believable`]) counts, but its time does not: no lag,
-//! no delivery time from it, no move of the last event's time
-//! (`whatsapp_webhook_timestamp_rejected_total`).
+//! ([`ReplayKey`]) came lately is dropped before anything counts it, by a window of the last
+//! 2,048 to 4,096 keys per gateway, and counted as a duplicate. An event whose timestamp cannot
+//! be believed ([`crate::flow::believable`]) counts, but its time does not: no lag, no delivery
+//! time from it, no move of the last event's time.
 //!
 //! The [`Tracker`] is shared by every gateway and bounded as a whole: `max_tracked` ids for at
 //! most `max_age`. Each gateway has its own table of ids in generations, each a hash map of
