@@ -19,7 +19,7 @@ const MAX_TRACKED: usize = 1000;
 
 fn config(url: &str) -> String {
     let gateways = format!(
-        "  - name: waha-one\n    provider: waha\n    url: {url}\n    instance: default\n    webhooks:\n      hmac_key: {HMAC_KEY}\n  - name: brand\n    provider: cloudapi\n    url: {url}\n    phone_number_id: \"{QUIET}\"\n    token: meta-token-for-tests\n  - name: other\n    provider: cloudapi\n    url: {url}\n    phone_number_id: \"{NOISY}\"\n    token: meta-token-for-tests\n"
+        "  - name: waha-one\n    provider: waha\n    url: {url}\n    instance: default\n    webhooks:\n      hmac_key: {HMAC_KEY}\n  - name: wahasrv\n    provider: waha\n    url: {url}\n    instances: all\n    webhooks:\n      hmac_key: {HMAC_KEY}\n  - name: brand\n    provider: cloudapi\n    url: {url}\n    phone_number_id: \"{QUIET}\"\n    token: meta-token-for-tests\n  - name: other\n    provider: cloudapi\n    url: {url}\n    phone_number_id: \"{NOISY}\"\n    token: meta-token-for-tests\n"
     );
     format!(
         "{}webhooks:\n  cloudapi:\n    - app: main\n      app_secret: {APP_SECRET}\n      verify_token: replay-verify-token\n  message_tracking:\n    max_tracked: {MAX_TRACKED}\n",
@@ -29,6 +29,9 @@ fn config(url: &str) -> String {
 
 async fn start() -> (Mock, Exporter) {
     let mock = Mock::start(|s| async move {
+        if s.path == "/api/sessions" {
+            return reply(200, r#"[{"name":"default","status":"WORKING"}]"#);
+        }
         if s.path.starts_with("/api/sessions/") {
             return reply(
                 200,
@@ -50,10 +53,14 @@ fn hex(tag: &[u8]) -> String {
 }
 
 async fn post_waha(ex: &Exporter, body: &str) -> u16 {
+    post_waha_to(ex, "waha-one", body).await
+}
+
+async fn post_waha_to(ex: &Exporter, gateway: &str, body: &str) -> u16 {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA512, HMAC_KEY.as_bytes());
     let sig = hex(ring::hmac::sign(&key, body.as_bytes()).as_ref());
     common::client()
-        .post(ex.url("/webhooks/waha-one"))
+        .post(ex.url(&format!("/webhooks/{gateway}")))
         .header("content-type", "application/json")
         .header("x-webhook-hmac", sig)
         .header("x-webhook-hmac-algorithm", "sha512")
@@ -184,6 +191,36 @@ async fn a_replayed_push_counts_once_and_its_replays_as_duplicates() {
         Some(1.0)
     );
     assert_eq!(of(&m, dups, "brand", &[]), replays);
+    ex.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_counts_a_replayed_push_of_its_instance_once() {
+    let (_mock, ex) = start().await;
+    ex.poll("wahasrv").await;
+    let mut push: Value =
+        serde_json::from_str(&fixture_body("waha", "session_status_failed")).unwrap();
+    push["timestamp"] = Value::from((unix_now() * 1000.0).floor());
+    let push = push.to_string();
+    let replays = 100;
+    for _ in 0..replays {
+        assert_eq!(post_waha_to(&ex, "wahasrv", &push).await, 200);
+    }
+    let m = ex.metrics().await;
+    let instance = "wahasrv/default";
+    assert_eq!(
+        of(
+            &m,
+            "whatsapp_disconnects_total",
+            instance,
+            &[("code", "FAILED")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        of(&m, "whatsapp_webhook_duplicates_total", instance, &[]),
+        Some((replays - 1) as f64)
+    );
     ex.stop().await;
 }
 
