@@ -896,6 +896,9 @@ mod tests {
             assert!(f.apply(&failed(&format!("other {i}"), now), now, &tracker));
             assert!(f.recent.newer.len() + f.recent.older.len() <= 2 * REPLAY_HALF);
         }
+        // Two sets of 2,048 keys: about 74 KiB at most, whatever comes.
+        let buckets = f.recent.newer.capacity() + f.recent.older.capacity();
+        assert!(buckets <= 2 * 4096, "{buckets}");
         assert!(
             f.apply(&failed("first", now), now, &tracker),
             "forgotten after 4,096 others"
