@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::unix_seconds;
 use crate::error::PollError;
-use crate::flow_state::Tracker;
+use crate::flow::believable;
+use crate::flow_state::{FlowState, Tracker};
 use crate::gateway::Gateway;
 use crate::providers::greenapi::{
     Backoff, Notification, RecentReceipts, Source, Status, WebhookType, DELETE_GRACE,
@@ -47,8 +48,9 @@ pub async fn consume(
         let outcome = match received {
             Ok(None) => Ok(MIN_EMPTY_CYCLE.saturating_sub(started.elapsed())),
             Ok(Some(n)) => {
-                if recent.insert(n.receipt_id) {
-                    count(&gw, src, &tracker, &n);
+                if !recent.insert(n.receipt_id) {
+                    gw.flow.update(FlowState::duplicate);
+                } else if count(&gw, src, &tracker, &n) {
                     canaries.observe(gw.name(), std::iter::once(&n.event));
                 }
                 match delete_unless_stopped(src, n.receipt_id, &stop).await {
@@ -98,17 +100,24 @@ async fn delete_unless_stopped(
     }
 }
 
-fn count(gw: &Gateway, src: &Source, tracker: &Tracker, n: &Notification) {
+/// Counts a notification the queue gave once; false when it repeats one that came lately (the
+/// same message, kind and status under another receipt), which counts only as a duplicate.
+fn count(gw: &Gateway, src: &Source, tracker: &Tracker, n: &Notification) -> bool {
+    let now = unix_seconds(SystemTime::now());
+    if gw.flow.update(|f| f.apply(&n.event, now, tracker)) == Some(false) {
+        return false;
+    }
     src.count(n);
     gw.rerender();
-    let now = unix_seconds(SystemTime::now());
-    gw.flow.update(|f| f.apply(&n.event, now, tracker));
-    // A state change older than the last poll is history (the queue keeps 24 h).
+    // A state change older than the last poll is history (the queue keeps 24 h); one whose time
+    // cannot be believed does not overrule the poll either.
     if let (WebhookType::StateInstanceChanged, Some(state)) = (n.kind, n.state) {
-        if gw.is_current(n.timestamp) {
+        let believed = n.timestamp.is_none_or(|t| believable(t, now));
+        if believed && gw.is_current(n.timestamp) {
             gw.push_observation(Box::new(Status { state }));
         }
     }
+    true
 }
 
 fn log_failure(gw: &Gateway, e: &PollError, first: bool) {

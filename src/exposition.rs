@@ -113,6 +113,8 @@ families! {
         WebhookRejected => "whatsapp_webhook_rejected_total", Counter, "Refused webhooks by reason.";
         WebhookLastEvent => "whatsapp_webhook_last_event_timestamp_seconds", Gauge, "Arrival time of the latest accepted webhook event.";
         WebhookLag => "whatsapp_webhook_lag_seconds", Histogram, "Arrival time minus the provider's own timestamp of the event.";
+        WebhookDuplicates => "whatsapp_webhook_duplicates_total", Counter, "Webhook events dropped uncounted as repeats of one that came lately (a provider's retry or a replay), known by the provider's own event or message id.";
+        WebhookTimestampRejected => "whatsapp_webhook_timestamp_rejected_total", Counter, "Accepted webhook events whose own timestamp was not believed (over 8 days old or over 5 minutes ahead): counted, but not as lag, delivery time or last event time.";
         MessageStatuses => "whatsapp_message_status_total", Counter, "Outgoing message statuses pushed, by status.";
         MessagesReceived => "whatsapp_messages_received_total", Counter, "Incoming messages pushed.";
         MessageErrors => "whatsapp_message_errors_total", Counter, "Send and delivery errors by code (known codes of the provider, else other).";

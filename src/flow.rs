@@ -7,7 +7,7 @@
 //! are never read out of the payload. The one exception is a delivery canary's own message
 //! ([`CanaryArrival`]): its chat and id are held, as secrets, for the run to mark it read.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -68,17 +68,57 @@ pub const OTHER: &str = "other";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MessageKey(pub u64);
 
+/// The hash key of this process, drawn at random once: outside it, no hash can be matched to
+/// an id.
+fn keyed() -> &'static std::hash::RandomState {
+    static KEY: OnceLock<std::hash::RandomState> = OnceLock::new();
+    KEY.get_or_init(Default::default)
+}
+
 impl MessageKey {
     /// The key of a non-empty id.
     pub fn of(id: &str) -> Option<MessageKey> {
-        static KEY: OnceLock<std::hash::RandomState> = OnceLock::new();
         let id = id.trim();
-        (!id.is_empty()).then(|| MessageKey(KEY.get_or_init(Default::default).hash_one(id)))
+        (!id.is_empty()).then(|| MessageKey(keyed().hash_one(id)))
     }
 
     /// The key of an id that is a JSON string.
     pub fn of_value(v: Option<&Value>) -> Option<MessageKey> {
         v.and_then(Value::as_str).and_then(MessageKey::of)
+    }
+}
+
+/// What makes a push the same push when it comes again (a provider's retry, or a captured push
+/// replayed): the provider's own id of the event, with what tells two events of one message
+/// apart (its status). A keyed hash like [`MessageKey`]: the id is never kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReplayKey(pub u64);
+
+impl ReplayKey {
+    /// The key of an event the provider names by `id`, told apart from the other events of that
+    /// id by `parts` (a status, a type); `None` without an id, as an event with no id of the
+    /// provider's is never taken for another.
+    pub fn of(id: &str, parts: &[&str]) -> Option<ReplayKey> {
+        let id = id.trim();
+        if id.is_empty() {
+            return None;
+        }
+        // A str hashes with a terminator: the parts cannot run together.
+        let mut h = keyed().build_hasher();
+        id.hash(&mut h);
+        for p in parts {
+            p.trim().hash(&mut h);
+        }
+        Some(ReplayKey(h.finish()))
+    }
+
+    /// As [`ReplayKey::of`], for an id that is a JSON string or number.
+    pub fn of_value(id: Option<&Value>, parts: &[&str]) -> Option<ReplayKey> {
+        match id? {
+            Value::String(s) => ReplayKey::of(s, parts),
+            Value::Number(n) => ReplayKey::of(&n.to_string(), parts),
+            _ => None,
+        }
     }
 }
 
@@ -117,6 +157,8 @@ pub struct Event {
     /// A delivery canary's message, when an incoming message carries a nonce
     /// ([`canary_nonce`]); the text itself is never kept.
     pub canary: Option<Box<CanaryArrival>>,
+    /// What the same event carries when it comes again, when the provider gives an id.
+    pub replay: Option<ReplayKey>,
 }
 
 /// A delivery canary's message as it arrived on the receiving gateway: its nonce, and what that
@@ -251,6 +293,20 @@ pub fn unix_time(v: Option<&Value>) -> Option<f64> {
     (1e9..1e10).contains(&secs).then_some(secs)
 }
 
+/// How old a provider's timestamp can be and still be believed: Meta retries an unanswered
+/// push for up to 7 days, and Green API's queue keeps a notification a day; a day of margin on
+/// top. Older is a replay, a provider's broken clock, or a lie.
+pub const MAX_AGE: f64 = 8.0 * 86_400.0;
+/// How far ahead of our clock a provider's timestamp can be: clock drift between hosts, never
+/// more than a few minutes on a synchronised host.
+pub const MAX_AHEAD: f64 = 300.0;
+
+/// Whether a provider's timestamp `ts` can be believed at `now` (both Unix seconds): not older
+/// than [`MAX_AGE`], not more than [`MAX_AHEAD`] in the future.
+pub fn believable(ts: f64, now: f64) -> bool {
+    (now - MAX_AGE..=now + MAX_AHEAD).contains(&ts)
+}
+
 /// The label in `known` equal to `s`, else [`OTHER`].
 pub fn known(known: &'static [&'static str], s: &str) -> &'static str {
     known.iter().copied().find(|k| *k == s).unwrap_or(OTHER)
@@ -287,6 +343,41 @@ mod tests {
         assert_ne!(MessageKey::of("wamid.other"), Some(a));
         assert_eq!(MessageKey::of("  "), None);
         assert!(!format!("{a:?}").contains("HBgL"));
+    }
+
+    #[test]
+    fn replay_keys_hide_the_id_and_tell_statuses_apart() {
+        let sent = ReplayKey::of("wamid.HBgLMTY1MDM4", &["sent"]).unwrap();
+        assert_eq!(ReplayKey::of(" wamid.HBgLMTY1MDM4", &["sent "]), Some(sent));
+        assert_ne!(
+            ReplayKey::of("wamid.HBgLMTY1MDM4", &["delivered"]),
+            Some(sent)
+        );
+        // Parts are not run together: ("a", ["bc"]) is not ("ab", ["c"]).
+        assert_ne!(ReplayKey::of("a", &["bc"]), ReplayKey::of("ab", &["c"]));
+        assert_ne!(
+            ReplayKey::of("a", &["b", ""]),
+            ReplayKey::of("a", &["", "b"])
+        );
+        assert_eq!(ReplayKey::of(" ", &["sent"]), None, "no id, no key");
+        let v = |j: &str| serde_json::from_str::<Value>(j).unwrap();
+        assert_eq!(
+            ReplayKey::of_value(Some(&v("1234")), &[]),
+            ReplayKey::of("1234", &[])
+        );
+        assert_eq!(ReplayKey::of_value(Some(&v("null")), &[]), None);
+        assert!(!format!("{sent:?}").contains("HBgL"));
+    }
+
+    #[test]
+    fn believable_times() {
+        let now = 1_750_000_000.0;
+        assert!(believable(now, now));
+        assert!(believable(now - 7.0 * 86_400.0, now), "Meta's last retry");
+        assert!(believable(now + 60.0, now), "a clock a minute ahead");
+        assert!(!believable(now + 3600.0, now));
+        assert!(!believable(1.0e9, now), "2001");
+        assert!(!believable(9.9e9, now), "2283");
     }
 
     #[test]

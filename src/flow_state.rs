@@ -5,22 +5,33 @@
 //! when a scrape finds them changed: at thousands of statuses a second, rendering on every event
 //! would cost more than the events themselves.
 //!
+//! Pushes come again: a provider retries what it thinks was not received (Meta for up to 7
+//! days), and a captured signed push can be replayed at will. An event whose provider id
+//! ([`ReplayKey`]) came lately is dropped before anything counts it, by a window of the last
+//! 2,048 to 4,096 keys per gateway, and counted as a duplicate. An event whose timestamp cannot
+//! be believed ([`crate::flow::believable`]) counts, but its time does not: no lag, no delivery
+//! time from it, no move of the last event's time.
+//!
 //! The [`Tracker`] is shared by every gateway and bounded as a whole: `max_tracked` ids for at
-//! most `max_age`. It keeps ids in generations (eight by default), each a hash map of
-//! `(hashed id → sent time, owner)`: an id goes into the newest, a delivered status takes it out
-//! of whichever holds it, and whole generations are dropped from the oldest when the table is
-//! full or their ids are all older than `max_age` (each id dropped counted as an eviction of the
-//! gateway that sent it). No id is stored, only its keyed hash; a tracked id costs about 40 bytes
-//! (measured in the tests and the benchmark).
+//! most `max_age`. Each gateway has its own table of ids in generations, each a hash map of
+//! `(hashed id → sent time)`: an id goes into the newest, a delivered status takes it out of
+//! whichever holds it, and a generation is dropped whole when its ids are all older than
+//! `max_age`, or when the tracker is full and its gateway holds the most ids of all (each id
+//! dropped counted as an eviction of its gateway). So a gateway loses ids only to age or while
+//! it holds more than any other: a busy one can fill the table, but it then evicts its own ids,
+//! never those of a quieter one. No id is stored, only its keyed hash; a tracked id costs about
+//! 40 bytes (measured in the tests and the benchmark).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::exposition::{Family, Fragment, FragmentWriter, Histogram};
-use crate::flow::{CloudEvent, Event, FlowSpec, MessageKey, MessageStatus, Rejection, UNPARSED};
+use crate::flow::{
+    believable, CloudEvent, Event, FlowSpec, MessageStatus, Rejection, ReplayKey, UNPARSED,
+};
 use crate::labels::LabelSet;
 use crate::sync::lock;
 
@@ -38,6 +49,11 @@ pub const DEFAULT_MAX_TRACKED: usize = 100_000;
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Generations of the tracker: the granularity of eviction.
 const GENERATIONS: usize = 8;
+/// The replay window keeps the keys of the latest 2,048 to 4,096 events of a gateway: a captured
+/// push sent again and again is caught however fast it comes, and so is a provider's retry
+/// unless thousands of other events came between. At most about 74 KiB per gateway, and nothing
+/// for one that receives no pushes.
+const REPLAY_HALF: usize = 2048;
 
 /// The counters of one gateway's pushes.
 #[derive(Debug)]
@@ -56,13 +72,41 @@ pub struct FlowState {
     account: Vec<u64>,
     template: Vec<u64>,
     disconnects: Vec<u64>,
+    recent: RecentEvents,
+    duplicates: u64,
+    untimely: u64,
 }
 
-/// Which gateway sent an id, for counting its evictions; `seed` keeps the ids of two gateways
-/// apart in the shared table.
+type KeySet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
+
+/// The replay keys of a gateway's latest events, in two halves: when the newer is full, the
+/// older is forgotten whole, so both lookups and memory stay bounded.
+#[derive(Debug, Default)]
+struct RecentEvents {
+    newer: KeySet,
+    older: KeySet,
+}
+
+impl RecentEvents {
+    /// Whether `key` came lately; it is remembered either way.
+    fn seen(&mut self, key: ReplayKey) -> bool {
+        if self.newer.contains(&key.0) || self.older.contains(&key.0) {
+            return true;
+        }
+        if self.newer.len() >= REPLAY_HALF {
+            // The older half's allocation serves again as the newer.
+            std::mem::swap(&mut self.newer, &mut self.older);
+            self.newer.clear();
+        }
+        self.newer.insert(key.0);
+        false
+    }
+}
+
+/// Which gateway sent an id: `seed` names its table in the shared tracker, where its evictions
+/// are counted.
 #[derive(Debug, Clone)]
 pub struct Owner {
-    id: u32,
     seed: u64,
     evicted: Arc<AtomicU64>,
 }
@@ -71,16 +115,10 @@ impl Owner {
     /// `seed` is best a stable hash of the gateway's name: a gateway whose configuration changed
     /// keeps matching the ids it sent before.
     pub fn new(seed: u64) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(1);
         Owner {
-            id: NEXT.fetch_add(1, Ordering::Relaxed),
             seed,
             evicted: Arc::default(),
         }
-    }
-
-    fn key(&self, m: MessageKey) -> u64 {
-        m.0 ^ self.seed
     }
 
     pub fn evicted(&self) -> u64 {
@@ -119,6 +157,9 @@ impl FlowState {
             account: cloud(|c| c.account),
             template: cloud(|c| c.template),
             disconnects: vec![0; spec.disconnects.len()],
+            recent: RecentEvents::default(),
+            duplicates: 0,
+            untimely: 0,
         }
     }
 
@@ -126,18 +167,27 @@ impl FlowState {
         self.spec
     }
 
-    /// Counts one accepted event that arrived at `now` (Unix seconds). An event with an empty
+    /// Counts one accepted event that arrived at `now` (Unix seconds); false, counting nothing
+    /// but a duplicate, when the same event came lately (its replay key). An event with an empty
     /// name adds its statuses, errors and messages without counting as an event (one PlugChat
     /// webhook can carry several callbacks).
-    pub fn apply(&mut self, ev: &Event, now: f64, tracker: &Tracker) {
+    pub fn apply(&mut self, ev: &Event, now: f64, tracker: &Tracker) -> bool {
+        if ev.replay.is_some_and(|k| self.recent.seen(k)) {
+            self.duplicates += 1;
+            return false;
+        }
         if !ev.name.is_empty() {
             bump(&mut self.events, self.spec.events, ev.name);
         }
-        self.last_event = Some(self.last_event.map_or(now, |t| t.max(now)));
-        if let Some(ts) = ev.timestamp {
+        let timestamp = self.believed(ev.timestamp, now);
+        // An event that cannot be placed in time tells nothing of how fresh the feed is.
+        if timestamp.is_some() || ev.timestamp.is_none() {
+            self.last_event = Some(self.last_event.map_or(now, |t| t.max(now)));
+        }
+        if let Some(ts) = timestamp {
             self.lag.observe((now - ts).max(0.0));
         }
-        let at = ev.timestamp.unwrap_or(now);
+        let at = timestamp.unwrap_or(now);
         if let Some(s) = ev.status {
             self.statuses[s.index()] += ev.messages.len().max(1) as u64;
         }
@@ -146,14 +196,14 @@ impl FlowState {
             None if ev.accepted => self.track(ev, at, now, tracker),
             Some(MessageStatus::Delivered | MessageStatus::Read | MessageStatus::Played) => {
                 for m in &ev.messages {
-                    if let Some(sent) = tracker.take(self.owner.key(*m)) {
+                    if let Some(sent) = tracker.take(&self.owner, m.0) {
                         self.delivery.observe((at - sent).max(0.0));
                     }
                 }
             }
             Some(MessageStatus::Failed) => {
                 for m in &ev.messages {
-                    tracker.take(self.owner.key(*m));
+                    tracker.take(&self.owner, m.0);
                 }
             }
             _ => {}
@@ -169,11 +219,27 @@ impl FlowState {
                 CloudEvent::Template(e) => bump(&mut self.template, spec.template, e),
             }
         }
+        true
+    }
+
+    /// The provider's timestamp, when it can be believed; one that cannot is counted.
+    fn believed(&mut self, timestamp: Option<f64>, now: f64) -> Option<f64> {
+        let ts = timestamp?;
+        if believable(ts, now) {
+            return Some(ts);
+        }
+        self.untimely += 1;
+        None
+    }
+
+    /// A repeated event caught before it reached the counters (the Green API queue's receipts).
+    pub fn duplicate(&mut self) {
+        self.duplicates += 1;
     }
 
     fn track(&self, ev: &Event, at: f64, now: f64, tracker: &Tracker) {
         for m in &ev.messages {
-            tracker.sent(&self.owner, self.owner.key(*m), at, now);
+            tracker.sent(&self.owner, m.0, at, now);
         }
     }
 
@@ -218,6 +284,8 @@ impl FlowState {
             w.sample(Family::WebhookLastEvent, &[], t);
         }
         w.histogram(Family::WebhookLag, &[], &self.lag);
+        w.sample(Family::WebhookDuplicates, &[], self.duplicates as f64);
+        w.sample(Family::WebhookTimestampRejected, &[], self.untimely as f64);
         for (s, n) in MessageStatus::LABELS.iter().zip(self.statuses) {
             w.sample(Family::MessageStatuses, &[("status", s)], n as f64);
         }
@@ -357,15 +425,9 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type IdMap = HashMap<u64, Tracked, BuildHasherDefault<IdentityHasher>>;
-
-#[derive(Debug, Clone, Copy)]
-struct Tracked {
-    /// The sent time, in milliseconds from the generation's start (a provider's clock can be
-    /// behind ours: negative is fine).
-    offset_ms: i32,
-    owner: u32,
-}
+/// A sent time, in milliseconds from its generation's start (a provider's clock can be behind
+/// ours: negative is fine).
+type IdMap = HashMap<u64, i32, BuildHasherDefault<IdentityHasher>>;
 
 struct Generation {
     /// Unix seconds when it became the newest.
@@ -375,6 +437,14 @@ struct Generation {
     ids: IdMap,
 }
 
+/// The ids one gateway follows, oldest generation first.
+struct Table {
+    generations: VecDeque<Generation>,
+    len: usize,
+    /// The evictions counter of the gateway's latest [`Owner`] (a reload makes a new one).
+    evicted: Weak<AtomicU64>,
+}
+
 /// Message ids followed from sent to delivered, for every gateway together.
 pub struct Tracker {
     inner: Mutex<Inner>,
@@ -382,9 +452,9 @@ pub struct Tracker {
 
 struct Inner {
     limits: Limits,
-    generations: VecDeque<Generation>,
+    /// By the owner's seed; a gateway that follows no id has no table.
+    tables: HashMap<u64, Table, BuildHasherDefault<IdentityHasher>>,
     len: usize,
-    owners: HashMap<u32, Weak<AtomicU64>>,
 }
 
 impl Default for Tracker {
@@ -398,9 +468,8 @@ impl Tracker {
         Tracker {
             inner: Mutex::new(Inner {
                 limits,
-                generations: VecDeque::new(),
+                tables: HashMap::default(),
                 len: 0,
-                owners: HashMap::new(),
             }),
         }
     }
@@ -411,7 +480,7 @@ impl Tracker {
         if t.limits != limits {
             t.limits = limits;
             if limits.max_tracked == 0 {
-                while t.drop_oldest() {}
+                while t.evict_from_largest() {}
             }
         }
     }
@@ -420,44 +489,63 @@ impl Tracker {
     /// first time (a retried webhook).
     pub fn sent(&self, owner: &Owner, key: u64, at: f64, now: f64) {
         let mut t = lock(&self.inner);
-        if t.limits.max_tracked == 0 || t.generations.iter().any(|g| g.ids.contains_key(&key)) {
+        let limits = t.limits;
+        if limits.max_tracked == 0 {
             return;
         }
-        if !t.owners.contains_key(&owner.id) {
-            if t.owners.len() >= 64 && t.owners.len().is_power_of_two() {
-                t.owners.retain(|_, w| w.strong_count() > 0);
-            }
-            t.owners.insert(owner.id, Arc::downgrade(&owner.evicted));
+        let per = limits.max_tracked.div_ceil(GENERATIONS).max(1);
+        let table = t.tables.entry(owner.seed).or_insert_with(|| Table {
+            generations: VecDeque::new(),
+            len: 0,
+            evicted: Weak::new(),
+        });
+        if table.evicted.as_ptr() != Arc::as_ptr(&owner.evicted) {
+            table.evicted = Arc::downgrade(&owner.evicted);
         }
-        t.rotate(now);
-        let Some(newest) = t.generations.back_mut() else {
+        if table.holds(key) {
+            return;
+        }
+        let expired = table.expire(now, limits.max_age);
+        let started = table.start_generation(now, per, limits.max_age);
+        let Some(newest) = table.generations.back_mut() else {
             return;
         };
         let offset_ms = ((at - newest.started) * 1000.0)
             .round()
             .clamp(i32::MIN as f64, i32::MAX as f64);
-        let tracked = Tracked {
-            offset_ms: offset_ms as i32,
-            owner: owner.id,
-        };
-        newest.ids.insert(key, tracked);
+        newest.ids.insert(key, offset_ms as i32);
         newest.latest = newest.latest.max(now);
-        t.len += 1;
-        while t.len > t.limits.max_tracked && t.drop_oldest() {}
+        table.len += 1;
+        t.len = t.len + 1 - expired;
+        if started {
+            t.expire(now);
+        }
+        while t.len > limits.max_tracked && t.evict_from_largest() {}
     }
 
-    /// Stops following an id; its sent time, when it was followed.
-    pub fn take(&self, key: u64) -> Option<f64> {
+    /// Stops following an id of `owner`; its sent time, when it was followed.
+    pub fn take(&self, owner: &Owner, key: u64) -> Option<f64> {
         let mut t = lock(&self.inner);
-        let found = t.generations.iter_mut().rev().find_map(|g| {
-            g.ids
-                .remove(&key)
-                .map(|e| g.started + f64::from(e.offset_ms) / 1000.0)
-        });
-        if found.is_some() {
-            t.len -= 1;
+        let table = t.tables.get_mut(&owner.seed)?;
+        let (i, sent) = table
+            .generations
+            .iter_mut()
+            .enumerate()
+            .rev()
+            .find_map(|(i, g)| {
+                g.ids
+                    .remove(&key)
+                    .map(|ms| (i, g.started + f64::from(ms) / 1000.0))
+            })?;
+        table.len -= 1;
+        let newest = i + 1 == table.generations.len();
+        if table.len == 0 {
+            t.tables.remove(&owner.seed);
+        } else if !newest && table.generations[i].ids.is_empty() {
+            table.generations.remove(i);
         }
-        found
+        t.len -= 1;
+        Some(sent)
     }
 
     /// Ids followed now.
@@ -469,64 +557,99 @@ impl Tracker {
         self.len() == 0
     }
 
+    /// Ids of `owner` followed now.
+    pub fn held_by(&self, owner: &Owner) -> usize {
+        lock(&self.inner)
+            .tables
+            .get(&owner.seed)
+            .map_or(0, |t| t.len)
+    }
+
     /// The heap the table holds, counted from the capacity of its maps.
     pub fn heap_bytes(&self) -> usize {
         let t = lock(&self.inner);
-        let bucket = std::mem::size_of::<(u64, Tracked)>() + 1;
-        t.generations
-            .iter()
+        let bucket = std::mem::size_of::<(u64, i32)>() + 1;
+        t.tables
+            .values()
+            .flat_map(|t| &t.generations)
             .map(|g| g.ids.capacity() * bucket * 8 / 7)
             .sum()
     }
 }
 
-impl Inner {
-    fn per_generation(&self) -> usize {
-        self.limits.max_tracked.div_ceil(GENERATIONS).max(1)
+impl Table {
+    fn holds(&self, key: u64) -> bool {
+        self.generations.iter().any(|g| g.ids.contains_key(&key))
     }
 
-    /// Generations whose every id is older than `max_age` go; a new newest generation starts
-    /// when the newest is full or old.
-    fn rotate(&mut self, now: f64) {
-        let max_age = self.limits.max_age.as_secs_f64();
-        while self
-            .generations
-            .front()
-            .is_some_and(|g| now - g.latest > max_age)
-        {
-            self.drop_oldest();
-        }
-        let span = max_age / GENERATIONS as f64;
-        let per = self.per_generation();
+    /// Starts a new newest generation when the newest is full or old; true when one was started.
+    fn start_generation(&mut self, now: f64, per: usize, max_age: Duration) -> bool {
+        let span = max_age.as_secs_f64() / GENERATIONS as f64;
         let fresh = self
             .generations
             .back()
             .is_some_and(|g| g.ids.len() < per && now - g.started < span);
         if !fresh {
-            let ids = IdMap::with_capacity_and_hasher(per.min(1 << 16), Default::default());
             self.generations.push_back(Generation {
                 // Whole milliseconds, so that the offsets keep times exactly to the millisecond.
                 started: (now * 1000.0).floor() / 1000.0,
                 latest: now,
-                ids,
+                // Grown as ids come: most gateways follow a few ids at a time.
+                ids: IdMap::default(),
             });
         }
+        !fresh
     }
 
-    /// Drops the oldest generation, counting its ids as evictions; false when none is left.
-    fn drop_oldest(&mut self) -> bool {
+    /// Drops the generations whose every id is older than `max_age`; the ids dropped.
+    fn expire(&mut self, now: f64, max_age: Duration) -> usize {
+        let max_age = max_age.as_secs_f64();
+        let mut dropped = 0;
+        while self
+            .generations
+            .front()
+            .is_some_and(|g| now - g.latest > max_age)
+        {
+            dropped += self.drop_oldest();
+        }
+        dropped
+    }
+
+    /// Drops the oldest generation, counting its ids as evictions; the ids dropped.
+    fn drop_oldest(&mut self) -> usize {
         let Some(g) = self.generations.pop_front() else {
+            return 0;
+        };
+        let n = g.ids.len();
+        self.len -= n;
+        if let Some(c) = self.evicted.upgrade() {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        n
+    }
+}
+
+impl Inner {
+    /// Every table's too old ids go, and the tables left empty.
+    fn expire(&mut self, now: f64) {
+        let max_age = self.limits.max_age;
+        let mut dropped = 0;
+        self.tables.retain(|_, t| {
+            dropped += t.expire(now, max_age);
+            !t.generations.is_empty()
+        });
+        self.len -= dropped;
+    }
+
+    /// Drops the oldest generation of the gateway that holds the most ids; false when none is
+    /// left.
+    fn evict_from_largest(&mut self) -> bool {
+        let Some((&seed, table)) = self.tables.iter_mut().max_by_key(|(_, t)| t.len) else {
             return false;
         };
-        self.len -= g.ids.len();
-        let mut by_owner: HashMap<u32, u64> = HashMap::new();
-        for t in g.ids.values() {
-            *by_owner.entry(t.owner).or_default() += 1;
-        }
-        for (owner, n) in by_owner {
-            if let Some(c) = self.owners.get(&owner).and_then(Weak::upgrade) {
-                c.fetch_add(n, Ordering::Relaxed);
-            }
+        self.len -= table.drop_oldest();
+        if table.generations.is_empty() {
+            self.tables.remove(&seed);
         }
         true
     }
@@ -535,7 +658,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{CloudSpec, OTHER};
+    use crate::flow::{CloudSpec, MessageKey, OTHER};
 
     static EVENTS: [&str; 4] = ["status", "message", OTHER, UNPARSED];
     static CODES: [&str; 2] = ["131048", OTHER];
@@ -699,7 +822,7 @@ mod tests {
         tracker.sent(&owner, 5001, t0 + 1200.0, t0 + 1200.0);
         assert_eq!(tracker.len(), 2, "only the fresh ones");
         assert_eq!(owner.evicted(), 2000);
-        assert_eq!(tracker.take(5000), Some(t0 + 1000.0));
+        assert_eq!(tracker.take(&owner, 5000), Some(t0 + 1000.0));
         tracker.set_limits(Limits {
             max_tracked: 0,
             max_age: DEFAULT_MAX_AGE,
@@ -719,11 +842,138 @@ mod tests {
         let owner = Owner::new(1);
         for i in 0..max as u64 {
             let k = MessageKey::of(&format!("wamid.{i}")).unwrap();
-            tracker.sent(&owner, owner.key(k), 1.0e9, 1.0e9);
+            tracker.sent(&owner, k.0, 1.0e9, 1.0e9);
         }
         assert_eq!(tracker.len(), max);
         let per_id = tracker.heap_bytes() / max;
         assert!(per_id <= 128, "{per_id} bytes per tracked id");
+    }
+
+    fn failed(id: &str, ts: f64) -> Event {
+        let mut e = status(MessageStatus::Failed, id, ts);
+        e.errors = vec!["131048"];
+        e.replay = ReplayKey::of(id, &["failed"]);
+        e
+    }
+
+    #[test]
+    fn a_replayed_event_counts_once() {
+        let tracker = Tracker::default();
+        let mut f = FlowState::new(&SPEC, Owner::new(1));
+        let now = 1_750_000_000.0;
+        let push = failed("wamid.1", now - 1.0);
+        assert!(f.apply(&push, now, &tracker));
+        for _ in 0..999 {
+            assert!(!f.apply(&push, now, &tracker), "a replay");
+        }
+        // Another status of the same message is another event.
+        let mut read = status(MessageStatus::Read, "wamid.1", now);
+        read.replay = ReplayKey::of("wamid.1", &["read"]);
+        assert!(f.apply(&read, now, &tracker));
+        // Without the provider's id nothing is taken for a replay.
+        let anonymous = Event::named("status");
+        assert!(f.apply(&anonymous, now, &tracker));
+        assert!(f.apply(&anonymous, now, &tracker));
+        let text = render(&f);
+        for line in [
+            "whatsapp_message_errors_total{gateway=\"g\",code=\"131048\"} 1\n",
+            "whatsapp_message_status_total{gateway=\"g\",status=\"failed\"} 1\n",
+            "whatsapp_webhook_events_total{gateway=\"g\",event=\"status\"} 4\n",
+            "whatsapp_webhook_lag_seconds_count{gateway=\"g\"} 2\n",
+            "whatsapp_webhook_duplicates_total{gateway=\"g\"} 999\n",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_replay_window_is_bounded() {
+        let tracker = Tracker::default();
+        let mut f = FlowState::new(&SPEC, Owner::new(1));
+        let now = 1_750_000_000.0;
+        assert!(f.apply(&failed("first", now), now, &tracker));
+        for i in 0..2 * REPLAY_HALF {
+            assert!(f.apply(&failed(&format!("other {i}"), now), now, &tracker));
+            assert!(f.recent.newer.len() + f.recent.older.len() <= 2 * REPLAY_HALF);
+        }
+        // Two sets of 2,048 keys: about 74 KiB at most, whatever comes.
+        let buckets = f.recent.newer.capacity() + f.recent.older.capacity();
+        assert!(buckets <= 2 * 4096, "{buckets}");
+        assert!(
+            f.apply(&failed("first", now), now, &tracker),
+            "forgotten after 4,096 others"
+        );
+        assert_eq!(f.duplicates, 0);
+    }
+
+    #[test]
+    fn an_unbelievable_time_counts_the_event_not_its_time() {
+        let tracker = Tracker::default();
+        let mut f = FlowState::new(&SPEC, Owner::new(1));
+        let now = 1_750_000_000.0;
+        for ts in [1.0e9, 9.9e9] {
+            let mut e = status(MessageStatus::Sent, &format!("m{ts}"), ts);
+            e.replay = ReplayKey::of(&format!("m{ts}"), &[]);
+            assert!(f.apply(&e, now, &tracker));
+        }
+        assert_eq!(f.lag.count(), 0);
+        assert_eq!(f.last_event, None, "no move of the last event's time");
+        // Tracked from arrival: delivery takes 2 s, not 8.9e9.
+        f.apply(
+            &status(MessageStatus::Delivered, "m9900000000", now + 2.0),
+            now + 2.0,
+            &tracker,
+        );
+        assert_eq!(f.delivery.count(), 1);
+        let text = render(&f);
+        for line in [
+            "whatsapp_message_delivery_seconds_sum{gateway=\"g\"} 2\n",
+            "whatsapp_message_status_total{gateway=\"g\",status=\"sent\"} 2\n",
+            "whatsapp_webhook_timestamp_rejected_total{gateway=\"g\"} 2\n",
+            "whatsapp_webhook_lag_seconds_sum{gateway=\"g\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        // A week-old retry of Meta's is believed.
+        f.apply(
+            &status(MessageStatus::Read, "x", now - 7.0 * 86_400.0),
+            now,
+            &tracker,
+        );
+        assert_eq!(f.lag.count(), 2, "the delivered status and the retry");
+        assert_eq!(f.untimely, 2);
+    }
+
+    #[test]
+    fn a_busy_gateway_evicts_only_its_own_ids() {
+        let max = 1000;
+        let tracker = Tracker::new(Limits {
+            max_tracked: max,
+            max_age: DEFAULT_MAX_AGE,
+        });
+        let (quiet, busy) = (Owner::new(1), Owner::new(2));
+        let t0 = 1_750_000_000.0;
+        tracker.sent(&quiet, 42, t0, t0);
+        for i in 0..12 * max as u64 {
+            tracker.sent(&busy, i, t0 + 1.0, t0 + 1.0);
+            assert!(tracker.len() <= max);
+        }
+        assert_eq!(quiet.evicted(), 0);
+        assert_eq!(tracker.held_by(&quiet), 1);
+        assert_eq!(
+            busy.evicted() as usize + tracker.held_by(&busy),
+            12 * max,
+            "every eviction counted, on the busy gateway"
+        );
+        assert_eq!(tracker.take(&quiet, 42), Some(t0));
+        assert_eq!(tracker.take(&quiet, 42), None);
+        assert_eq!(tracker.take(&busy, 42), None, "ids are the gateway's own");
+        // The quiet gateway gets busy too: now it holds the most, and it evicts its own.
+        for i in 0..2 * max as u64 {
+            tracker.sent(&quiet, i, t0 + 2.0, t0 + 2.0);
+        }
+        assert!(quiet.evicted() > 0);
+        assert!(tracker.held_by(&busy) > 0 && tracker.len() <= max);
     }
 
     #[test]

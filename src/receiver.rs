@@ -306,26 +306,44 @@ impl Receiver {
     }
 
     /// Counts accepted events for a gateway, and lets what they say of the connection reach
-    /// `whatsapp_connected`.
+    /// `whatsapp_connected`; whether each event was new, in order. A replay of an event that came
+    /// lately changes nothing but the duplicates counted.
     fn deliver<'a>(
         &self,
         gw: &Gateway,
         events: impl IntoIterator<Item = &'a Event> + Clone,
         unparsed: u32,
-    ) {
+    ) -> Vec<bool> {
         let now = unix_seconds(SystemTime::now());
-        gw.flow.update(|f| {
-            for e in events.clone() {
-                f.apply(e, now, &self.tracker);
-            }
-            if unparsed > 0 {
-                f.unparsed(unparsed);
-            }
-        });
+        let fresh: Vec<bool> = gw
+            .flow
+            .update(|f| {
+                let fresh = events
+                    .clone()
+                    .into_iter()
+                    .map(|e| f.apply(e, now, &self.tracker))
+                    .collect();
+                if unparsed > 0 {
+                    f.unparsed(unparsed);
+                }
+                fresh
+            })
+            .unwrap_or_else(|| events.clone().into_iter().map(|_| true).collect());
+        let new: Vec<&Event> = events
+            .into_iter()
+            .zip(fresh.iter().copied())
+            .filter_map(|(e, new)| new.then_some(e))
+            .collect();
         if let Some(c) = self.canaries.get() {
-            c.observe(gw.name(), events.clone());
+            c.observe(gw.name(), new.iter().copied());
         }
-        for e in events {
+        for e in new {
+            // A push whose time cannot be believed does not overrule what a poll saw.
+            if e.timestamp
+                .is_some_and(|t| !crate::flow::believable(t, now))
+            {
+                continue;
+            }
             match (
                 providers::pushed_observation(gw.config.provider, e),
                 e.connected,
@@ -339,6 +357,7 @@ impl Receiver {
                 (None, None) => {}
             }
         }
+        fresh
     }
 
     async fn cloud(&self, app: &App, req: Request<Incoming>) -> Answer {

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use crate::clock::unix_seconds;
 use crate::config::{ProviderConfig, Target};
-use crate::flow::{Batch, Refused};
+use crate::flow::{believable, Batch, Refused};
 use crate::gateway::Gateway;
 use crate::provider::Provider;
 use crate::providers::discovery::Push;
@@ -61,10 +61,10 @@ impl Receiver {
             .into_iter()
             .partition(|p| p.instance.as_deref().is_none_or(|i| i == own));
         let events: Vec<_> = mine.iter().map(|p| p.event.clone()).collect();
-        self.deliver(gw, &events, batch.unparsed);
+        let fresh = self.deliver(gw, &events, batch.unparsed);
         let now = unix_seconds(SystemTime::now());
         gw.flow.update(|f| {
-            for p in &mine {
+            for (p, _) in mine.iter().zip(fresh).filter(|(_, new)| *new) {
                 if let Some(code) = p.disconnect {
                     f.disconnected(code);
                 }
@@ -84,13 +84,15 @@ impl Receiver {
                 unrouted.push(p);
                 continue;
             };
-            flow.update(|f| {
-                f.apply(&p.event, now, &self.tracker);
-                if let Some(code) = p.disconnect {
+            let fresh = flow.update(|f| {
+                let fresh = f.apply(&p.event, now, &self.tracker);
+                if let Some(code) = p.disconnect.filter(|_| fresh) {
                     f.disconnected(code);
                 }
+                fresh
             });
-            if let Some(c) = p.event.connected {
+            let believed = p.event.timestamp.is_none_or(|t| believable(t, now));
+            if let (Some(true), Some(c), true) = (fresh, p.event.connected, believed) {
                 gw.push_instance_connected(name, c, p.event.timestamp);
             }
         }
@@ -99,8 +101,8 @@ impl Receiver {
         }
         gw.flow.update(|f| {
             for p in unrouted {
-                f.apply(&p.event, now, &self.tracker);
-                if let Some(code) = p.disconnect {
+                let fresh = f.apply(&p.event, now, &self.tracker);
+                if let Some(code) = p.disconnect.filter(|_| fresh) {
                     f.disconnected(code);
                 }
             }

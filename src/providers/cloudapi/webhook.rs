@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::flow::{
     self, Batch, CloudEvent, CloudSpec, Event, FlowSpec, MessageKey, MessageStatus, Refused,
+    ReplayKey,
 };
 
 /// Event names: the `messages` field split into its status updates and incoming messages (and
@@ -296,6 +297,8 @@ fn read_messages(value: &Map<String, Value>, waba: Option<&String>, out: &mut Pa
             Some(m) => {
                 let mut e = Event::named("messages");
                 e.timestamp = flow::unix_time(m.get("timestamp"));
+                let kind = m.get("type").and_then(Value::as_str).unwrap_or("");
+                e.replay = ReplayKey::of_value(m.get("id"), &["message", kind]);
                 e.received = 1;
                 // The message's `id` is what marking it read names; the chat is the number.
                 let text = m.get("text").and_then(|t| t.get("body"));
@@ -323,16 +326,16 @@ fn read_messages(value: &Map<String, Value>, waba: Option<&String>, out: &mut Pa
 fn status_event(s: &Map<String, Value>) -> Event {
     let mut e = Event::named("statuses");
     e.timestamp = flow::unix_time(s.get("timestamp"));
-    e.status = Some(
-        match s.get("status").and_then(Value::as_str).map(str::trim) {
-            Some("sent") => MessageStatus::Sent,
-            Some("delivered") => MessageStatus::Delivered,
-            Some("read") => MessageStatus::Read,
-            Some("played") => MessageStatus::Played,
-            Some("failed") => MessageStatus::Failed,
-            _ => MessageStatus::Other,
-        },
-    );
+    let status = s.get("status").and_then(Value::as_str).map(str::trim);
+    e.replay = replay_key(s, status.unwrap_or(""));
+    e.status = Some(match status {
+        Some("sent") => MessageStatus::Sent,
+        Some("delivered") => MessageStatus::Delivered,
+        Some("read") => MessageStatus::Read,
+        Some("played") => MessageStatus::Played,
+        Some("failed") => MessageStatus::Failed,
+        _ => MessageStatus::Other,
+    });
     e.messages = MessageKey::of_value(s.get("id")).into_iter().collect();
     if let Some(Value::Array(errors)) = s.get("errors") {
         e.errors = errors.iter().map(|x| code(x.get("code"))).collect();
@@ -341,6 +344,25 @@ fn status_event(s: &Map<String, Value>) -> Event {
         e.errors.push(flow::OTHER);
     }
     e
+}
+
+/// A message has one status of each kind: the same status with the same errors again is Meta's
+/// retry (or a replay); the raw error codes keep apart two failures that name different ones.
+fn replay_key(s: &Map<String, Value>, status: &str) -> Option<ReplayKey> {
+    let codes: Vec<String> = match s.get("errors") {
+        Some(Value::Array(errors)) => errors
+            .iter()
+            .map(|x| match x.get("code") {
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::String(c)) => c.clone(),
+                _ => String::new(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut parts = vec![status];
+    parts.extend(codes.iter().map(String::as_str));
+    ReplayKey::of_value(s.get("id"), &parts)
 }
 
 fn cloud_event(
@@ -592,5 +614,34 @@ mod tests {
                 assert!(!kept.contains(private), "{name}: {private} in {kept}");
             }
         }
+    }
+
+    #[test]
+    fn a_status_is_known_again_by_its_message_id_status_and_errors() {
+        let body = |id: &str, status: &str, code: u32| {
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"metadata":{{"phone_number_id":"9"}},"statuses":[{{"id":"{id}","status":"{status}","timestamp":"1750000000","errors":[{{"code":{code}}}]}}],"messages":[{{"id":"{id}","type":"text","timestamp":"1750000000"}}]}}}}]}}]}}"#
+            )
+        };
+        let keys = |b: String| -> Vec<_> {
+            parse(b.as_bytes())
+                .unwrap()
+                .batch
+                .items
+                .into_iter()
+                .map(|r| r.event.replay)
+                .collect()
+        };
+        let failed = keys(body("wamid.A", "failed", 131048));
+        assert!(failed.iter().all(Option::is_some));
+        assert_ne!(
+            failed[0], failed[1],
+            "a status and a message are two events"
+        );
+        assert_eq!(failed, keys(body("wamid.A", "failed", 131048)));
+        assert_ne!(failed[0], keys(body("wamid.A", "read", 131048))[0]);
+        assert_ne!(failed[0], keys(body("wamid.A", "failed", 131049))[0]);
+        assert_ne!(failed[0], keys(body("wamid.B", "failed", 131048))[0]);
+        assert_eq!(keys(body("", "failed", 131048)), vec![None, None]);
     }
 }

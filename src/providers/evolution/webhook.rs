@@ -25,7 +25,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused};
+use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused, ReplayKey};
 use crate::providers::discovery::{pushed_name, Push};
 
 /// Event names, as Evolution writes `event`.
@@ -114,6 +114,7 @@ pub fn push(v: &Value) -> Option<Push> {
     let empty = Map::new();
     let data = o.get("data").and_then(Value::as_object).unwrap_or(&empty);
     let mut e = Event::named(name);
+    e.replay = replay_key(name, data);
     let mut disconnect = None;
     match name {
         "connection.update" => {
@@ -199,6 +200,26 @@ pub fn push(v: &Value) -> Option<Push> {
         event: e,
         disconnect,
     })
+}
+
+/// What makes a message's event the same event: its key id, with the event and the status.
+/// Evolution gives other events no id, and they are never taken for replays.
+fn replay_key(name: &str, data: &Map<String, Value>) -> Option<ReplayKey> {
+    let key_id = data
+        .get("key")
+        .and_then(Value::as_object)
+        .and_then(|k| k.get("id"));
+    let id = match name {
+        "messages.upsert" | "send.message" => key_id,
+        "messages.update" => data.get("keyId").or(key_id),
+        _ => None,
+    };
+    let status = match data.get("status") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    ReplayKey::of_value(id, &[name, &status])
 }
 
 /// A `messages.update` status: the names of Evolution's `renderStatus`, or their numbers.
@@ -433,5 +454,20 @@ mod tests {
                 assert!(!kept.contains(private), "{f}: {private} in {kept}");
             }
         }
+    }
+
+    #[test]
+    fn a_message_event_is_known_again_by_its_key_id_and_status() {
+        let key = |body: &str| parse(body.as_bytes()).unwrap().items[0].event.replay;
+        let update = r#"{"event":"messages.update","instance":"i","data":{"keyId":"3EB0A","fromMe":true,"status":"DELIVERY_ACK"}}"#;
+        assert!(key(update).is_some());
+        assert_eq!(key(update), key(update));
+        assert_ne!(key(update), key(&update.replace("DELIVERY_ACK", "READ")));
+        assert_ne!(key(update), key(&update.replace("3EB0A", "3EB0B")));
+        let sent = r#"{"event":"send.message","instance":"i","data":{"key":{"id":"3EB0A","fromMe":true}}}"#;
+        assert!(key(sent).is_some());
+        assert_ne!(key(update), key(sent), "another event of the message");
+        let state = r#"{"event":"connection.update","instance":"i","data":{"state":"close","statusReason":401}}"#;
+        assert_eq!(key(state), None, "no id, never a replay");
     }
 }

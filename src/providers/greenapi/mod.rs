@@ -214,6 +214,7 @@ mod tests {
                 event: crate::flow::Event {
                     name: "outgoingMessageReceived",
                     timestamp: Some(1588091580.0),
+                    replay: crate::flow::ReplayKey::of("488645", &["receipt"]),
                     ..Default::default()
                 },
             }

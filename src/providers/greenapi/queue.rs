@@ -10,7 +10,7 @@ use super::{webhook, GreenApiFamily, InstanceState, BACKOFF_FIRST, BACKOFF_MAX, 
 use crate::clock::unix_seconds;
 use crate::error::PollError;
 use crate::exposition::{FragmentWriter, Histogram};
-use crate::flow::Event;
+use crate::flow::{Event, ReplayKey};
 
 crate::labels::closed_set! {
     /// The `typeWebhook` of a notification; anything else is `other`.
@@ -186,7 +186,7 @@ pub fn parse_notification(body: &[u8]) -> Result<Option<Notification>, PollError
     fn s(v: &Option<serde_json::Value>) -> Option<&str> {
         v.as_ref().and_then(|v| v.as_str())
     }
-    let event = webhook::event(webhook::Fields {
+    let mut event = webhook::event(webhook::Fields {
         kind: s(&b.type_webhook),
         timestamp: b.timestamp.as_ref(),
         id: s(&b.id_message),
@@ -196,6 +196,8 @@ pub fn parse_notification(body: &[u8]) -> Result<Option<Notification>, PollError
         text: webhook::message_text(b.message_data.as_ref()),
         chat: webhook::sender_chat(b.sender_data.as_ref()),
     });
+    // The queue names each notification by its receipt: given again, it is the same one.
+    event.replay = ReplayKey::of(&receipt_id.to_string(), &["receipt"]);
     Ok(Some(Notification {
         receipt_id,
         kind,

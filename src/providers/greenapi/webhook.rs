@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::InstanceState;
-use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused};
+use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused, ReplayKey};
 
 /// `typeWebhook` values: those of the official SDKs (NotificationMapper.java of
 /// whatsapp-api-client-java and of whatsapp-api-webhook-server-java).
@@ -119,6 +119,13 @@ pub fn event(f: Fields) -> Event {
     let kind = f.kind.map(str::trim).unwrap_or("");
     let mut e = Event::named(flow::known(&EVENTS[..13], kind));
     e.timestamp = flow::unix_time(f.timestamp);
+    // A message's notification of one kind, status and time, the same again, is a retry.
+    let time = match f.timestamp {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    e.replay = ReplayKey::of(f.id.unwrap_or(""), &[kind, f.status.unwrap_or(""), &time]);
     let key = || MessageKey::of(f.id.unwrap_or("")).into_iter().collect();
     match e.name {
         "incomingMessageReceived" => {
@@ -291,5 +298,17 @@ mod tests {
         for private in ["79001234568", "@c.us", "idMessage", "senderName"] {
             assert!(!kept.contains(private), "{private} in {kept}");
         }
+    }
+
+    #[test]
+    fn a_notification_is_known_again_by_its_message_kind_and_status() {
+        let key = |body: &str| parse(body.as_bytes()).unwrap().items[0].replay;
+        let status = r#"{"typeWebhook":"outgoingMessageStatus","timestamp":1588091580,"idMessage":"3EB0A","status":"delivered"}"#;
+        assert!(key(status).is_some());
+        assert_eq!(key(status), key(status));
+        assert_ne!(key(status), key(&status.replace("delivered", "read")));
+        assert_ne!(key(status), key(&status.replace("3EB0A", "3EB0B")));
+        let state = r#"{"typeWebhook":"stateInstanceChanged","timestamp":1588091580,"stateInstance":"authorized"}"#;
+        assert_eq!(key(state), None, "no id, never a replay");
     }
 }

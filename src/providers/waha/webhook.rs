@@ -20,7 +20,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused};
+use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused, ReplayKey};
 use crate::providers::discovery::{pushed_name, Push};
 
 /// Event names, as WAHA writes `event`.
@@ -101,6 +101,7 @@ pub fn push(v: &Value) -> Option<Push> {
         .unwrap_or(&empty);
     let mut e = Event::named(name);
     e.timestamp = flow::unix_time(o.get("timestamp"));
+    e.replay = replay_key(o, payload);
     let mut disconnect = None;
     let own = payload.get("fromMe").and_then(crate::json::boolean);
     match name {
@@ -160,6 +161,26 @@ pub fn push(v: &Value) -> Option<Push> {
         event: e,
         disconnect,
     })
+}
+
+/// Every push has its own id (`evt_…`), the same when WAHA sends it again with the same signed
+/// body. What the event says rides along, so that two pushes under one id (a reused id, as in
+/// WAHA's own examples) are never taken for each other.
+fn replay_key(o: &Map<String, Value>, payload: &Map<String, Value>) -> Option<ReplayKey> {
+    let text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let parts = [
+        text(o.get("event")),
+        text(o.get("timestamp")),
+        text(payload.get("id")),
+        text(payload.get("status")),
+        text(payload.get("ack")),
+    ];
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    ReplayKey::of_value(o.get("id"), &parts)
 }
 
 /// A `message.ack` level: the number `ack`, else its name `ackName`.
@@ -361,5 +382,19 @@ mod tests {
                 assert!(!kept.contains(private), "{f}: {private} in {kept}");
             }
         }
+    }
+
+    #[test]
+    fn a_push_is_known_again_by_its_event_id() {
+        let key = |body: &str| parse(body.as_bytes()).unwrap().items[0].event.replay;
+        let failed = r#"{"id":"evt_01","timestamp":1761057639123,"event":"session.status","session":"default","payload":{"status":"FAILED"}}"#;
+        assert!(key(failed).is_some());
+        assert_eq!(key(failed), key(failed), "the same push again");
+        let working = failed.replace("FAILED", "WORKING");
+        assert_ne!(key(failed), key(&working), "one id, another status");
+        let later = failed.replace("1761057639123", "1761057640000");
+        assert_ne!(key(failed), key(&later), "one id, another time");
+        let no_id = failed.replace(r#""id":"evt_01","#, "");
+        assert_eq!(key(&no_id), None, "no id, never a replay");
     }
 }

@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused};
+use crate::flow::{self, Batch, Event, FlowSpec, MessageKey, MessageStatus, Refused, ReplayKey};
 
 /// Event names, as Z-API writes `type`.
 pub static EVENTS: [&str; 8] = [
@@ -70,6 +70,7 @@ pub fn event(v: &Value) -> Option<Event> {
     let kind = o.get("type")?.as_str()?.trim();
     let mut e = Event::named(flow::known(&EVENTS[..6], kind));
     e.timestamp = flow::unix_time(o.get("momment").or_else(|| o.get("moment")));
+    e.replay = replay_key(o, kind);
     match e.name {
         "ConnectedCallback" => e.connected = Some(true),
         "DisconnectedCallback" => e.connected = Some(false),
@@ -120,6 +121,39 @@ pub fn event(v: &Value) -> Option<Event> {
         _ => {}
     }
     Some(e)
+}
+
+/// What makes a callback the same callback: the message ids it names (`messageId`, or a status
+/// callback's `ids`), its type, status, time and error. Callbacks without a message id are never
+/// taken for replays.
+fn replay_key(o: &serde_json::Map<String, Value>, kind: &str) -> Option<ReplayKey> {
+    let ids: Vec<&str> = match o.get("ids") {
+        Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_str).collect(),
+        _ => o
+            .get("messageId")
+            .and_then(Value::as_str)
+            .into_iter()
+            .collect(),
+    };
+    let (first, rest) = ids.split_first()?;
+    let text = |k: &str| match o.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    // The time and the error keep apart two callbacks of one message that differ in them.
+    let said = [
+        text("status"),
+        text("momment"),
+        text("moment"),
+        text("errorCode"),
+        text("error"),
+        ids.len().to_string(),
+    ];
+    let mut parts = vec![kind];
+    parts.extend(said.iter().map(String::as_str));
+    parts.extend(rest);
+    ReplayKey::of(first, &parts)
 }
 
 /// A MessageStatusCallback `status`: RECEIVED is delivery to the phone; READ_BY_ME (the connected
@@ -289,5 +323,23 @@ mod tests {
                 assert!(!kept.contains(private), "{f}: {private} in {kept}");
             }
         }
+    }
+
+    #[test]
+    fn a_callback_is_known_again_by_its_ids_type_and_status() {
+        let key = |body: &str| parse(body.as_bytes()).unwrap().items[0].replay;
+        let read = r#"{"type":"MessageStatusCallback","status":"READ","ids":["A","B"],"momment":1632234645000}"#;
+        assert!(key(read).is_some());
+        assert_eq!(key(read), key(read));
+        assert_ne!(key(read), key(&read.replace("READ", "PLAYED")));
+        assert_ne!(key(read), key(&read.replace(r#"["A","B"]"#, r#"["A"]"#)));
+        let error =
+            r#"{"type":"DeliveryCallback","messageId":"A","error":"x","momment":1632234645000}"#;
+        assert_ne!(
+            key(error),
+            key(&error.replace(r#""error":"x""#, r#""errorCode":"SHADOW_BAN""#))
+        );
+        let connected = r#"{"type":"ConnectedCallback","connected":true,"momment":1632234645000}"#;
+        assert_eq!(key(connected), None, "no id, never a replay");
     }
 }
