@@ -82,14 +82,14 @@ type KeySet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
 /// The replay keys of a gateway's latest events, in two halves: when the newer is full, the
 /// older is forgotten whole, so both lookups and memory stay bounded.
 #[derive(Debug, Default)]
-struct RecentEvents {
+pub(crate) struct RecentEvents {
     newer: KeySet,
     older: KeySet,
 }
 
 impl RecentEvents {
     /// Whether `key` came lately; it is remembered either way.
-    fn seen(&mut self, key: ReplayKey) -> bool {
+    pub(crate) fn seen(&mut self, key: ReplayKey) -> bool {
         if self.newer.contains(&key.0) || self.older.contains(&key.0) {
             return true;
         }

@@ -121,6 +121,9 @@ struct AppCounters {
     account: [u64; cloud::ACCOUNT.len()],
     template: [u64; cloud::TEMPLATE.len()],
     last_event: Option<f64>,
+    /// The replay keys of the latest events no gateway took, and the repeats dropped.
+    recent: crate::flow_state::RecentEvents,
+    duplicates: u64,
     /// Display phone number (hashed) → phone_number_id.
     displays: HashMap<MessageKey, String>,
     /// WABA id → its phone_number_ids (a set: a body may name thousands).
@@ -636,6 +639,10 @@ impl AppCounters {
                 *c += 1;
             }
         };
+        if e.replay.is_some_and(|k| self.recent.seen(k)) {
+            self.duplicates += 1;
+            return;
+        }
         bump(&mut self.events, &cloud::EVENTS, e.name);
         self.last_event = Some(self.last_event.map_or(now, |t| t.max(now)));
         match e.cloud {
@@ -657,6 +664,7 @@ impl AppCounters {
         if let Some(t) = self.last_event {
             w.sample(Family::WebhookLastEvent, &[], t);
         }
+        w.sample(Family::WebhookDuplicates, &[], self.duplicates as f64);
         for (family, labels, counts) in [
             (
                 Family::CloudQualityEvents,

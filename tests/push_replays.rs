@@ -335,3 +335,29 @@ async fn timestamps_of_2001_and_2286_are_counted_not_observed() {
     assert_eq!(of(&m, &format!("{lag}_count"), "brand", &[]), Some(1.0));
     ex.stop().await;
 }
+
+#[tokio::test]
+async fn a_meta_app_counts_a_replayed_push_for_no_gateway_once() {
+    let (_mock, ex) = start().await;
+    let now = unix_now() as u64;
+    // A number of the app that no gateway monitors: its events are the app's own.
+    let body = statuses(
+        "999000111222",
+        &[("wamid.unrouted".into(), "delivered", now)],
+    );
+    for _ in 0..50 {
+        assert_eq!(post_cloud(&ex, &body).await, 200);
+    }
+    let m = ex.metrics().await;
+    let app = |name: &str, extra: &[(&str, &str)]| {
+        let mut labels = vec![("app", "main")];
+        labels.extend_from_slice(extra);
+        sample(&m, name, &labels)
+    };
+    let events: f64 = common::samples(&m, "whatsapp_webhook_events_total", &[("app", "main")])
+        .iter()
+        .sum();
+    assert_eq!(events, 1.0, "the first push counts, its replays do not");
+    assert_eq!(app("whatsapp_webhook_duplicates_total", &[]), Some(49.0));
+    ex.stop().await;
+}
