@@ -159,7 +159,7 @@ pub fn judge(e: &Evidence) -> (NumberState, Problems) {
 
 /// Verdicts of one number kept for `for`, and the state shown. `now` is seconds on any
 /// monotonic clock.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Steady {
     shown: Option<NumberState>,
     problems: Problems,
@@ -171,17 +171,6 @@ pub struct Steady {
 /// Verdicts kept per number at most: polls and pushes come far less often than this many per
 /// `for`, and when they do not, older ones are merged (the window only grows more cautious).
 const MAX_HISTORY: usize = 64;
-
-impl Default for Steady {
-    fn default() -> Self {
-        Steady {
-            shown: None,
-            problems: Problems::default(),
-            history: Vec::new(),
-            changes: 0,
-        }
-    }
-}
 
 impl Steady {
     /// The state shown, `unknown` before any verdict.
