@@ -105,6 +105,7 @@ pub struct Global {
     pub interval: Duration,
     pub timeout: Duration,
     pub max_concurrent_polls: usize,
+    pub number_state: NumberStateConfig,
 }
 
 impl Default for Global {
@@ -113,6 +114,33 @@ impl Default for Global {
             interval: DEFAULT_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
             max_concurrent_polls: DEFAULT_MAX_CONCURRENT_POLLS,
+            number_state: NumberStateConfig::default(),
+        }
+    }
+}
+
+/// `global.number_state`: how a number's state is judged and kept steady.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberStateConfig {
+    /// How long a state must hold before it is shown (`for`).
+    pub hold: Duration,
+    /// How far back a delivered status, a received message or a delivered canary counts as the
+    /// positive evidence of `working`.
+    pub evidence_window: Duration,
+    /// A sent message with no delivered, read or failed status after this is stuck.
+    pub acks_stuck_after: Duration,
+    /// Pushes missing for this long, where the number's usual rate says they should come, have
+    /// stopped.
+    pub silent_after: Duration,
+}
+
+impl Default for NumberStateConfig {
+    fn default() -> Self {
+        NumberStateConfig {
+            hold: Duration::from_secs(120),
+            evidence_window: Duration::from_secs(3600),
+            acks_stuck_after: Duration::from_secs(300),
+            silent_after: Duration::from_secs(1800),
         }
     }
 }
@@ -230,6 +258,17 @@ struct RawGlobal {
     interval: Option<String>,
     timeout: Option<String>,
     max_concurrent_polls: Option<usize>,
+    number_state: Option<RawNumberState>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNumberState {
+    #[serde(rename = "for")]
+    hold: Option<String>,
+    evidence_window: Option<String>,
+    acks_stuck_after: Option<String>,
+    silent_after: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -454,6 +493,29 @@ fn parse_global(raw: RawGlobal, errors: &mut Vec<String>) -> Global {
     };
     dur("interval", raw.interval, &mut g.interval);
     dur("timeout", raw.timeout, &mut g.timeout);
+    let ns = raw.number_state.unwrap_or_default();
+    let n = &mut g.number_state;
+    for (key, v, out) in [
+        ("for", ns.hold, &mut n.hold),
+        (
+            "evidence_window",
+            ns.evidence_window,
+            &mut n.evidence_window,
+        ),
+        (
+            "acks_stuck_after",
+            ns.acks_stuck_after,
+            &mut n.acks_stuck_after,
+        ),
+        ("silent_after", ns.silent_after, &mut n.silent_after),
+    ] {
+        if let Some(v) = v {
+            match parse_schedule_duration(key, &v) {
+                Ok(d) => *out = d,
+                Err(e) => errors.push(format!("global: number_state: {key}: {e}")),
+            }
+        }
+    }
     if let Some(n) = raw.max_concurrent_polls {
         if n == 0 {
             errors.push("global: max_concurrent_polls: must be at least 1".into());
@@ -952,6 +1014,26 @@ webhooks:
         assert!(errs[0].contains("unknown field `tokn`"), "{errs:?}");
         let errs = errors("global:\n  intervall: 1s\n");
         assert!(errs[0].contains("unknown field `intervall`"), "{errs:?}");
+    }
+
+    #[test]
+    fn number_state_settings_are_durations_and_nothing_else() {
+        let cfg = parse(
+            "global:\n  number_state:\n    for: 5m\n    silent_after: 2h\n",
+            &env,
+        )
+        .unwrap();
+        let n = cfg.global.number_state;
+        assert_eq!(n.hold, Duration::from_secs(300));
+        assert_eq!(n.silent_after, Duration::from_secs(7200));
+        assert_eq!(n.acks_stuck_after, Duration::from_secs(300), "the default");
+        let errs = errors("global:\n  number_state:\n    for: soon\n    fro: 1m\n");
+        assert!(errs[0].contains("unknown field `fro`"), "{errs:?}");
+        let errs = errors("global:\n  number_state:\n    evidence_window: 0s\n");
+        assert!(
+            errs[0].starts_with("global: number_state: evidence_window: "),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -6,11 +6,19 @@ use std::time::Duration;
 
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
+use crate::number_state::Problems;
 
 /// What one successful poll saw, ready to be written as metrics.
 pub trait Observation: Send + Sync + fmt::Debug {
     /// Whether the WhatsApp number is connected, as `whatsapp_connected` tells it.
     fn connected(&self) -> bool;
+    /// What the poll tells of the number's state: whether it counts as connected (a restricted
+    /// number is connected, yet limited), and the problems the provider names. By default the
+    /// number is as connected as `whatsapp_connected` says, with no problem named (the number
+    /// state calls a disconnection with no named cause `socket_down`).
+    fn number_evidence(&self) -> (bool, Problems) {
+        (self.connected(), Problems::default())
+    }
     /// The provider's own series.
     fn write(&self, w: &mut FragmentWriter);
     /// A few words for the status page, with no private data.

@@ -8,6 +8,7 @@ use super::CloudApiFamily;
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
 use crate::json::{lenient, lenient_list};
+use crate::number_state::{Problem, Problems};
 use crate::providers::shape::Observation;
 
 /// At most this many `whatsapp_cloudapi_health_error` series per gateway.
@@ -269,6 +270,22 @@ fn error_code(v: &Value) -> Option<String> {
 impl Observation for Status {
     fn connected(&self) -> bool {
         self.status == "CONNECTED"
+    }
+
+    /// Sending limited or blocked for any entity, or a standing health error, limits a connected
+    /// number; so does a RED quality rating.
+    fn number_evidence(&self) -> (bool, Problems) {
+        let mut p = Problems::default();
+        if let Some(h) = &self.health {
+            let limited = h.can_send.iter().any(|(_, s)| *s != "AVAILABLE");
+            if limited || !h.errors.is_empty() {
+                p.add(Problem::SendLimited);
+            }
+        }
+        if self.quality_rating == Some("RED") {
+            p.add(Problem::QualityLow);
+        }
+        (self.connected(), p)
     }
 
     fn write(&self, w: &mut FragmentWriter) {

@@ -7,6 +7,7 @@ use super::EvolutionFamily;
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
 use crate::json::lenient;
+use crate::number_state::{Problem, Problems};
 use crate::providers::shape::Observation;
 
 crate::labels::closed_set! {
@@ -39,6 +40,16 @@ pub struct Status {
 impl Observation for Status {
     fn connected(&self) -> bool {
         self.state == State::Open
+    }
+
+    /// Closed (a logout, Baileys' 401) or refused wants a QR code; connecting is the socket down.
+    fn number_evidence(&self) -> (bool, Problems) {
+        let problem = match self.state {
+            State::Open => return (true, Problems::default()),
+            State::Close | State::Refused => Problem::LoggedOut,
+            State::Connecting | State::Unknown => Problem::SocketDown,
+        };
+        (false, Problems::default().with(problem))
     }
 
     fn write(&self, w: &mut FragmentWriter) {

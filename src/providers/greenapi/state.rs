@@ -7,6 +7,7 @@ use super::GreenApiFamily;
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
 use crate::http::Answer;
+use crate::number_state::{Problem, Problems};
 use crate::providers::shape::Observation;
 
 crate::labels::closed_set! {
@@ -86,6 +87,21 @@ pub fn parse(body: &[u8]) -> Result<Status, PollError> {
 impl Observation for Status {
     fn connected(&self) -> bool {
         self.state == InstanceState::Authorized
+    }
+
+    /// A yellow card, a block or a suspension limits a number that is still authorized (its
+    /// state says which); not authorized wants a QR code; sleep mode is the phone offline.
+    fn number_evidence(&self) -> (bool, Problems) {
+        use InstanceState as S;
+        match self.state {
+            S::Authorized => (true, Problems::default()),
+            S::YellowCard | S::Blocked | S::Suspended => {
+                (true, Problems::default().with(Problem::SendLimited))
+            }
+            S::NotAuthorized => (false, Problems::default().with(Problem::LoggedOut)),
+            S::SleepMode => (false, Problems::default().with(Problem::PhoneOffline)),
+            S::Starting | S::Unknown => (false, Problems::default().with(Problem::SocketDown)),
+        }
     }
 
     fn write(&self, w: &mut FragmentWriter) {

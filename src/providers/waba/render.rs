@@ -3,6 +3,7 @@
 use super::support::{GatewayStatus, Node, SocketState, Status, VOLUMES};
 use super::WabaFamily;
 use crate::exposition::FragmentWriter;
+use crate::number_state::{Problem, Problems};
 use crate::providers::shape::Observation;
 
 impl Status {
@@ -40,6 +41,24 @@ impl Observation for Status {
             Some(owners) => !owners.is_empty() && owners.iter().all(|n| socket_up(n)),
             None => self.nodes.iter().any(socket_up),
         }
+    }
+
+    /// Not connected: unregistered is logged out (the number must be registered again), anything
+    /// else the socket down.
+    fn number_evidence(&self) -> (bool, Problems) {
+        if self.connected() {
+            return (true, Problems::default());
+        }
+        let unregistered = self
+            .nodes
+            .iter()
+            .any(|n| n.gateway_status == Some(GatewayStatus::Unregistered));
+        let problem = if unregistered {
+            Problem::LoggedOut
+        } else {
+            Problem::SocketDown
+        };
+        (false, Problems::default().with(problem))
     }
 
     fn write(&self, w: &mut FragmentWriter) {

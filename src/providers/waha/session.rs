@@ -7,6 +7,7 @@ use super::WahaFamily;
 use crate::error::PollError;
 use crate::exposition::FragmentWriter;
 use crate::json::lenient;
+use crate::number_state::{Problem, Problems};
 use crate::providers::shape::Observation;
 
 crate::labels::closed_set! {
@@ -39,6 +40,16 @@ pub struct Status {
 impl Observation for Status {
     fn connected(&self) -> bool {
         self.status == SessionStatus::Working
+    }
+
+    /// Waiting for its QR code is logged out; stopped, starting or failed is the socket down.
+    fn number_evidence(&self) -> (bool, Problems) {
+        let problem = match self.status {
+            SessionStatus::Working => return (true, Problems::default()),
+            SessionStatus::ScanQrCode => Problem::LoggedOut,
+            _ => Problem::SocketDown,
+        };
+        (false, Problems::default().with(problem))
     }
 
     fn write(&self, w: &mut FragmentWriter) {

@@ -15,6 +15,7 @@ use crate::error::PollError;
 use crate::exposition::FragmentWriter;
 use crate::http::Answer;
 use crate::json::lenient_bool;
+use crate::number_state::{Problem, Problems};
 use crate::providers::shape::Observation;
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +182,23 @@ pub fn parse(body: &[u8]) -> Result<Status, PollError> {
 impl Observation for Status {
     fn connected(&self) -> bool {
         self.connected
+    }
+
+    /// Not connected: logged out when the session is gone or Z-API says "not connected" (a QR
+    /// code must be read), the phone offline when it says so, else the socket down. A connected
+    /// multi-device session works with its phone offline, so that is no problem then.
+    fn number_evidence(&self) -> (bool, Problems) {
+        let mut p = Problems::default();
+        if !self.connected {
+            if self.session == Some(false) || self.error == StatusError::NotConnected {
+                p.add(Problem::LoggedOut);
+            } else if self.smartphone_connected == Some(false) {
+                p.add(Problem::PhoneOffline);
+            } else {
+                p.add(Problem::SocketDown);
+            }
+        }
+        (self.connected, p)
     }
 
     fn write(&self, w: &mut FragmentWriter) {
