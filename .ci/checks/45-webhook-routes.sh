@@ -8,3 +8,11 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   apt-get install -y -q nginx-light >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }
 fi
 timeout 300 python3 tests/e2e/webhook_routes_e2e.py target/release/whatsapp_exporter 1000
+# The shipped examples are what the command prints for their configuration.
+for format in nginx kubernetes; do
+  ext=$([ "$format" = nginx ] && echo conf || echo yaml)
+  target/release/whatsapp_exporter webhooks-routes --config.file deploy/webhook-routes/whatsapp_exporter.yml \
+    --shards 3 --upstream 'http://exporter-{shard}.exporter:10070' --format "$format" |
+    diff -u "deploy/webhook-routes/$format.$ext" - || { echo "deploy/webhook-routes/$format.$ext is stale: regenerate it (see its configuration's header)" >&2; exit 1; }
+done
+echo "deploy/webhook-routes: nginx.conf and kubernetes.yaml up to date"
