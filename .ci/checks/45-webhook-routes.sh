@@ -2,7 +2,8 @@
 # Pushes that find their replica: `webhooks-routes --format nginx` for 3 replicas of a 1,000-gateway
 # configuration, a real nginx (Debian nginx-light, installed if missing) in front of three release
 # exporters started with --shard i/3, all on 127.0.0.1; one sent and one delivered callback per
-# gateway through nginx must each be measured on the gateway's owner (about 20 seconds).
+# gateway through nginx must each be measured on the gateway's owner, and so must the statuses of a
+# Meta app's nine Cloud API numbers, posted on the app's one path (mirrored) (about 20 seconds).
 set -euo pipefail
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   apt-get install -y -q nginx-light >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }

@@ -12,10 +12,12 @@ everything listens on 127.0.0.1. It:
   2. starts three release exporters with --shard i/3 on 127.0.0.1:P0, P1, P2, and nginx (a
      foreground process with its own prefix, pid and logs in a temporary directory) with the routing
      that `webhooks-routes --shards 3 --upstream http://127.0.0.1:P{shard}` prints,
-  3. posts through nginx one SENT and one RECEIVED (delivered) Z-API callback per gateway,
+  3. posts through nginx one SENT and one RECEIVED (delivered) Z-API callback per gateway, and for
+     CLOUD Cloud API numbers of one Meta app a signed sent and delivered status each, on the app's
+     one path (nginx answers from the app's owner and mirrors the push to the other replicas),
   4. checks on the three replicas' /metrics that every gateway's
      whatsapp_message_delivery_seconds_count is 1 on exactly its owner (Prometheus' hashmod of the
-     name, as --shard), that no replica refused a push as unknown_gateway, and that a push sent
+     name, as --shard), the Cloud API numbers' too, that no replica refused a push as unknown_gateway, and that a push sent
      straight to a replica that does not own the gateway is refused (404): the split the routing
      avoids.
 It ends by itself within DEADLINE seconds and stops only the processes it started. Prints one line
@@ -23,6 +25,7 @@ per check, exits 1 if any failed.
 """
 import concurrent.futures
 import hashlib
+import hmac
 import http.client
 import http.server
 import os
@@ -40,6 +43,8 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SECRET = "routes-e2e-secret-0123456789"
 SHARDS = 3
+APP_SECRET = "routes-e2e-meta-app-secret"
+CLOUD = 9
 DEADLINE = 240
 START = time.monotonic()
 
@@ -133,6 +138,14 @@ def main():
                 f"  - name: {n}\n    provider: zapi\n    url: http://127.0.0.1:{mock.server_port}\n"
                 f"    instance: I\n    token: routes-e2e-token\n    webhooks:\n      secret: {SECRET}\n"
             )
+        clouds = [f"cloud-{k}" for k in range(CLOUD)]
+        for k, n in enumerate(clouds):
+            cfg.append(
+                f"  - name: {n}\n    provider: cloudapi\n    url: http://127.0.0.1:{mock.server_port}\n"
+                f"    phone_number_id: \"10654035224{k:04d}\"\n    token: routes-e2e-token\n"
+            )
+        cfg.append(f"webhooks:\n  cloudapi:\n    - app: main\n      app_secret: {APP_SECRET}\n"
+                   f"      verify_token: routes-e2e-verify-token\n")
         config = os.path.join(tmp, "config.yml")
         with open(config, "w") as f:
             f.write("".join(cfg))
@@ -146,7 +159,7 @@ def main():
              "--listen", f"127.0.0.1:{nginx_port}"],
             check=True, capture_output=True, text=True, timeout=60,
         ).stdout
-        check(routes.count("location = /webhooks/") == count,
+        check(routes.count("location = /webhooks/gw-") == count,
               f"webhooks-routes: one exact location per gateway ({count})")
         with open(os.path.join(tmp, "routes.conf"), "w") as f:
             f.write(routes)
@@ -210,6 +223,27 @@ def main():
         check(codes.count(200) == 2 * count,
               f"nginx answered 200 to all {2 * count} pushes (others: {sorted(set(codes) - {200})})")
 
+        now = int(time.time())
+        conn = http.client.HTTPConnection("127.0.0.1", nginx_port, timeout=30)
+        cloud_codes = []
+        for k in range(CLOUD):
+            for status, at in (("sent", now - 10), ("delivered", now - 6)):
+                body = ('{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":'
+                        '[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881",'
+                        '"phone_number_id":"10654035224%04d"},"statuses":[{"id":"wamid.routes-%d","status":"%s",'
+                        '"timestamp":"%d","recipient_id":"16505551234"}]},"field":"messages"}]}]}'
+                        % (k, k, status, at)).encode()
+                sig = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+                conn.request("POST", "/webhooks/cloudapi/main", body,
+                             {"Content-Type": "application/json", "X-Hub-Signature-256": sig})
+                r = conn.getresponse()
+                r.read()
+                cloud_codes.append(r.status)
+        conn.close()
+        check(cloud_codes == [200] * (2 * CLOUD), f"the Meta app's pushes answered 200: {cloud_codes}")
+        # Mirrored copies are sent as the pushes are; give them a moment to land (bounded).
+        time.sleep(1)
+
         counted = {}
         unknown = []
         pat = re.compile(r'^whatsapp_message_delivery_seconds_count\{[^}]*gateway="([^"]+)"[^}]*\} (\S+)$', re.M)
@@ -220,6 +254,10 @@ def main():
                 counted.setdefault(gw, []).append((i, float(v)))
             unknown.append(sum(float(v) for v in rej.findall(text)))
         wrong = [n for n in names if counted.get(n) != [(owner(n, SHARDS), 1.0)]]
+        wrong_cloud = [n for n in clouds if counted.get(n) != [(owner(n, SHARDS), 1.0)]]
+        check(not wrong_cloud, f"a Meta app's numbers: sent→delivered measured once, each on its owner "
+                               f"({CLOUD - len(wrong_cloud)}/{CLOUD}; wrong: {[(n, counted.get(n), owner(n, SHARDS)) for n in wrong_cloud]}; "
+                               f"{sum(owner(n, SHARDS) != owner('main', SHARDS) for n in clouds)} of them reached through the mirror)")
         check(not wrong, f"sent→delivered measured once, on its owner, for every gateway "
                          f"({count - len(wrong)}/{count}; first wrong: {wrong[:3]} {[counted.get(n) for n in wrong[:3]]})")
         check(unknown == [0.0] * SHARDS, f"no replica refused a push as unknown_gateway: {unknown}")
