@@ -117,7 +117,7 @@ pub fn version_text() -> String {
 
 /// A telemetry path is an absolute path that other endpoints do not use.
 fn telemetry_path(s: &str) -> Result<String, String> {
-    let taken = ["/", "/probe", "/-/healthy", "/-/ready", "/-/reload"];
+    let taken = ["/", "/probe", "/sd", "/-/healthy", "/-/ready", "/-/reload"];
     if !s.starts_with('/') || s.contains(['?', '#']) {
         return Err("must be an absolute path such as /metrics".into());
     }
@@ -134,6 +134,9 @@ pub enum Command {
     /// Point a gateway's webhooks (Z-API, PlugzAPI, Green API) at this exporter, or print what
     /// to set in a Meta app (Cloud API).
     WebhooksRegister(crate::webhooks::gateways::Args),
+    /// Print the routing (nginx, or Kubernetes Services and Ingress) that sends each gateway's
+    /// webhooks to the replica that --shard i/N makes its owner.
+    WebhooksRoutes(crate::webhooks::routes::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output.
     Completions {
         #[arg(value_enum)]

@@ -78,6 +78,9 @@ async fn run(cli: Cli) -> Result<(), String> {
         Some(Command::WebhooksRegister(args)) => {
             return webhooks::gateways::run(&cli.config_file, args).await
         }
+        Some(Command::WebhooksRoutes(args)) => {
+            return webhooks::routes::run(&cli.config_file, args)
+        }
         _ => {}
     }
     let config = if cli.demo {

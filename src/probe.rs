@@ -1,11 +1,18 @@
 //! `/probe?target=NAME`: one gateway polled now, its series alone, as blackbox_exporter's probes
 //! are; `&debug=true` tells instead how the poll went.
 //!
+//! A discovered instance is a target too, `<server>/<instance>` as [`sd`] lists it: the probe
+//! polls its server (once per interval however many of its instances are probed, through the
+//! server's single flight) and answers the instance's series alone. `&instances=false` on a
+//! server leaves its instances' series out, so that a probe job of every target [`sd`] lists
+//! holds each series once.
+//!
 //! The poll gets the time Prometheus gives the scrape (`X-Prometheus-Scrape-Timeout-Seconds`)
 //! less a margin, when that is shorter than the gateway's own timeout: a slow gateway then reads
 //! `whatsapp_up 0` with reason `timeout`, never a failed scrape.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::header::HeaderMap;
@@ -23,24 +30,34 @@ pub const TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
 /// No poll is given less than this, whatever the header says.
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
+pub mod sd;
+
 /// What a probe request asks.
 struct Ask {
     target: String,
     debug: bool,
+    /// A server's discovered instances' series ride along (the default).
+    instances: bool,
 }
 
 fn ask(query: Option<&str>) -> Option<Ask> {
     let mut target = None;
     let mut debug = false;
+    let mut instances = true;
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*k {
             "target" => target = Some(v.into_owned()),
             "debug" => debug = matches!(&*v, "true" | "1"),
+            "instances" => instances = !matches!(&*v, "false" | "0"),
             _ => {}
         }
     }
     let target = target.filter(|t| !t.is_empty())?;
-    Some(Ask { target, debug })
+    Some(Ask {
+        target,
+        debug,
+        instances,
+    })
 }
 
 /// The poll's timeout: the gateway's, or less when the scrape has less.
@@ -61,21 +78,77 @@ pub async fn handle(ex: &Exporter, query: Option<&str>, headers: &HeaderMap) -> 
     let Some(ask) = ask(query) else {
         return text(StatusCode::BAD_REQUEST, "target parameter is missing\n");
     };
-    let Some(gw) = ex.gateway(&ask.target) else {
-        return text(
+    let unknown = || {
+        text(
             StatusCode::NOT_FOUND,
-            "unknown target: name a configured gateway\n",
-        );
+            "unknown target: name a configured gateway or a discovered instance\n",
+        )
+    };
+    let Some((gw, instance)) = resolve(ex, &ask.target) else {
+        return unknown();
     };
     let timeout = timeout(gw.config.timeout, headers);
     let start = Instant::now();
     let (outcome, exchanges) = traced(ex.probe(&gw, timeout)).await;
-    let series = series(&gw);
+    let mut series = series(&gw);
+    if let Some(name) = instance {
+        // The listing this poll (or the last) gave is the one that says whether it still is.
+        if !gw.state().instances.contains_key(name) {
+            return unknown();
+        }
+        series = only_gateway(&series, &ask.target);
+    } else if !ask.instances && gw.config.settings.discovers() {
+        series = only_gateway(&series, gw.name());
+    }
     if !ask.debug {
         return crate::respond::metrics(series);
     }
     let report = debug_report(&gw, timeout, start.elapsed(), &outcome, &exchanges, &series);
     text(StatusCode::OK, &report)
+}
+
+/// The gateway a target names, and the instance when it names a server's discovered instance
+/// (`<server>/<instance>`: a gateway name has no `/`).
+fn resolve<'t>(ex: &Exporter, target: &'t str) -> Option<(Arc<Gateway>, Option<&'t str>)> {
+    if let Some(gw) = ex.gateway(target) {
+        return Some((gw, None));
+    }
+    let (server, instance) = target.split_once('/')?;
+    let gw = ex
+        .gateway(server)
+        .filter(|g| g.config.settings.discovers())?;
+    (!instance.is_empty()).then_some((gw, Some(instance)))
+}
+
+/// The families' lines of one `gateway` label value, each family's header kept only when a line
+/// of it is: the series of a server's instance, or of the server alone. Every line a gateway
+/// renders carries its `gateway` label, and a label value's quotes are escaped, so the label
+/// followed by its closing quote is found only where the label is.
+fn only_gateway(text: &[u8], gateway: &str) -> Vec<u8> {
+    let (first, later) = (
+        format!("{{gateway=\"{gateway}\""),
+        format!(",gateway=\"{gateway}\""),
+    );
+    let mut out = Vec::with_capacity(text.len() / 4);
+    let mut header: Vec<&[u8]> = Vec::new();
+    let mut in_samples = false;
+    for line in text.split_inclusive(|b| *b == b'\n') {
+        if line.starts_with(b"#") {
+            if in_samples {
+                header.clear();
+                in_samples = false;
+            }
+            header.push(line);
+            continue;
+        }
+        in_samples = true;
+        let s = String::from_utf8_lossy(line);
+        if s.contains(&first) || s.contains(&later) {
+            header.drain(..).for_each(|h| out.extend_from_slice(h));
+            out.extend_from_slice(line);
+        }
+    }
+    out
 }
 
 /// The gateway's series: its poll's and its pushes' (message flow), so that a probe job holds
@@ -208,10 +281,31 @@ mod tests {
     }
 
     #[test]
+    fn one_gateway_label_keeps_its_lines_and_their_headers() {
+        let text = "# HELP whatsapp_up Up.\n# TYPE whatsapp_up gauge\nwhatsapp_up{gateway=\"evo\",provider=\"evolution\"} 1\n\
+# HELP whatsapp_connected C.\n# TYPE whatsapp_connected gauge\n\
+whatsapp_connected{gateway=\"evo/a\",provider=\"evolution\",server=\"evo\"} 1\n\
+whatsapp_connected{gateway=\"evo/ab\",provider=\"evolution\",server=\"evo\"} 0\n";
+        let a = String::from_utf8(only_gateway(text.as_bytes(), "evo/a")).unwrap();
+        assert_eq!(
+            a,
+            "# HELP whatsapp_connected C.\n# TYPE whatsapp_connected gauge\n\
+whatsapp_connected{gateway=\"evo/a\",provider=\"evolution\",server=\"evo\"} 1\n"
+        );
+        let server = String::from_utf8(only_gateway(text.as_bytes(), "evo")).unwrap();
+        assert_eq!(
+            server,
+            "# HELP whatsapp_up Up.\n# TYPE whatsapp_up gauge\nwhatsapp_up{gateway=\"evo\",provider=\"evolution\"} 1\n"
+        );
+    }
+
+    #[test]
     fn the_query_names_target_and_debug() {
         let a = ask(Some("target=sales&debug=true")).unwrap();
         assert_eq!((a.target.as_str(), a.debug), ("sales", true));
         assert!(!ask(Some("target=a%2Fb")).unwrap().debug);
+        assert!(ask(Some("target=a")).unwrap().instances);
+        assert!(!ask(Some("target=a&instances=false")).unwrap().instances);
         assert!(ask(Some("debug=true")).is_none());
         assert!(ask(None).is_none());
     }

@@ -4,3 +4,4 @@
 pub mod gateways;
 pub mod plugchat;
 pub mod register;
+pub mod routes;
