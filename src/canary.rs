@@ -51,6 +51,7 @@ use crate::error::PollError;
 use crate::exposition::{families, Fragment, FragmentWriter, Histogram};
 use crate::flow::{self, CanaryArrival, Event, MessageKey, MessageStatus};
 use crate::labels::LabelSet;
+use crate::number_state::{Problem, Problems};
 use crate::providers::send;
 use crate::secret::Scrubber;
 use crate::shard::Shard;
@@ -169,6 +170,8 @@ struct State {
     delivered: Histogram,
     arrival: Histogram,
     last_success: Option<f64>,
+    /// How the latest run ended, and when (Unix seconds).
+    last: Option<(RunResult, f64)>,
     run: Option<Run>,
 }
 
@@ -323,6 +326,33 @@ impl Registry {
     pub fn fragments(&self) -> Vec<Arc<Fragment>> {
         self.list().iter().map(|c| Arc::new(c.fragment())).collect()
     }
+
+    /// What the canaries tell of the number of `gateway` at `now`: a delivered run inside
+    /// `window` is positive evidence for both ends; a lost or status-only latest run (inside the
+    /// window) is a failing canary for both ends, as either end may be the one that does not
+    /// work; a refused send, for the sender only.
+    pub fn number_evidence(&self, gateway: &str, now: f64, window: f64) -> (Problems, bool) {
+        let (mut problems, mut positive) = (Problems::default(), false);
+        for c in self.list().iter() {
+            let (from, to) = (c.config.from == gateway, c.config.to == gateway);
+            if !from && !to {
+                continue;
+            }
+            let Some((result, at)) = c.last_result() else {
+                continue;
+            };
+            if now - at > window {
+                continue;
+            }
+            match result {
+                RunResult::Delivered => positive = true,
+                RunResult::Lost | RunResult::StatusOnly => problems.add(Problem::CanaryFailing),
+                RunResult::SendFailed if from => problems.add(Problem::CanaryFailing),
+                RunResult::SendFailed => {}
+            }
+        }
+        (problems, positive)
+    }
 }
 
 async fn schedule(c: Arc<Canary>, stop: CancellationToken) {
@@ -393,6 +423,7 @@ impl Canary {
                 delivered: Histogram::new(&DELIVERY_BUCKETS),
                 arrival: Histogram::new(&DELIVERY_BUCKETS),
                 last_success: None,
+                last: None,
                 run: None,
             }),
             wake: Notify::new(),
@@ -595,12 +626,19 @@ impl Canary {
         }
     }
 
+    /// How the latest run ended, and when (Unix seconds).
+    pub fn last_result(&self) -> Option<(RunResult, f64)> {
+        lock(&self.state).last
+    }
+
     fn finish(&self, r: RunResult) -> RunResult {
         let mut st = lock(&self.state);
         st.counts[r.index()] += 1;
+        let now = unix_seconds(SystemTime::now());
         if r == RunResult::Delivered {
-            st.last_success = Some(unix_seconds(SystemTime::now()));
+            st.last_success = Some(now);
         }
+        st.last = Some((r, now));
         r
     }
 

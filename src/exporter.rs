@@ -84,6 +84,8 @@ pub struct Exporter {
     /// The last reload: the highest request number it answers for, and its outcome.
     last_reload: Mutex<(u64, Result<(), String>)>,
     polling: Polling,
+    /// `global.number_state` of the configuration in force.
+    number_state: Mutex<config::NumberStateConfig>,
 }
 
 /// Which gateways this process polls, and whether it polls them on its own schedule.
@@ -135,6 +137,7 @@ impl Exporter {
             reload_requests: std::sync::atomic::AtomicU64::new(0),
             last_reload: Mutex::new((0, Ok(()))),
             polling,
+            number_state: Mutex::new(cfg.global.number_state),
         });
         exporter
             .apply(cfg)
@@ -144,6 +147,10 @@ impl Exporter {
             exporter.slots.clone(),
             exporter.stop.clone(),
             exporter.tracker.clone(),
+        ));
+        exporter.tracker.spawn(judge_numbers_every(
+            Arc::downgrade(&exporter),
+            exporter.stop.clone(),
         ));
         Ok(exporter)
     }
@@ -216,6 +223,7 @@ impl Exporter {
         }
         self.receiver.configure(&next, &cfg.cloudapi_apps);
         self.slots.resize(cfg.global.max_concurrent_polls);
+        *lock(&self.number_state) = cfg.global.number_state;
         self.restart_tasks(&next, started);
         *write(&self.gateways) = Arc::new(next);
         self.metrics.reload_successful.set(1);
@@ -317,12 +325,57 @@ impl Exporter {
             for g in gateways.iter() {
                 fragments.push(g.fragment());
                 g.flow_fragments(&mut fragments);
+                fragments.push(g.number_fragment());
             }
         }
         fragments.extend(self.plugchat.fragments());
         fragments.extend(self.receiver.fragments());
         fragments.extend(self.canaries.fragments());
         self.metrics.render(&fragments, gzip)
+    }
+}
+
+impl Exporter {
+    /// Judges every number's state now (each gateway, each discovered instance).
+    pub fn judge_numbers(&self) {
+        let cfg = *lock(&self.number_state);
+        let now = crate::gateway::unix_now();
+        let window = cfg.evidence_window.as_secs_f64();
+        let canaries = |g: &str| self.canaries.number_evidence(g, now, window);
+        for gw in self.gateways().iter() {
+            gw.judge_numbers(now, &cfg, &self.messages, &canaries);
+        }
+    }
+
+    /// How often every number is judged: the evidence moves with time (a silence grows, a sent
+    /// message ages) as well as with polls and pushes; a quarter of `for`, so that a state that
+    /// has held is shown soon after, and at most every 5 s.
+    fn judge_every(&self) -> Duration {
+        (lock(&self.number_state).hold / 4).clamp(Duration::from_millis(50), JUDGE_AT_MOST_EVERY)
+    }
+}
+
+/// The longest wait between two judgements of the numbers' states.
+pub const JUDGE_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+
+/// Judges the numbers' states until `stop`, on the blocking pool: at 10,000 gateways a round
+/// takes milliseconds that the runtime thread spends on polls and webhooks instead.
+async fn judge_numbers_every(ex: std::sync::Weak<Exporter>, stop: CancellationToken) {
+    loop {
+        let Some(every) = ex.upgrade().map(|e| e.judge_every()) else {
+            return;
+        };
+        let weak = ex.clone();
+        let round = tokio::task::spawn_blocking(move || {
+            if let Some(e) = weak.upgrade() {
+                e.judge_numbers();
+            }
+        });
+        let _ = round.await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
     }
 }
 

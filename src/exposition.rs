@@ -124,6 +124,10 @@ families! {
         CloudAccountEvents => "whatsapp_cloudapi_account_events_total", Counter, "Cloud API: account_update webhooks by event.";
         CloudTemplateEvents => "whatsapp_cloudapi_template_events_total", Counter, "Cloud API: message_template_status_update webhooks by event.";
         Disconnects => "whatsapp_disconnects_total", Counter, "Disconnections of the number pushed by the provider, by reason code (Evolution API: the Baileys status code; WAHA: FAILED).";
+        NumberState => "whatsapp_number_state", Gauge, "Is this number working: 1 for its state (working, connected, restricted, zombie, disconnected, unknown), shown once it has held for global.number_state.for.";
+        NumberProblem => "whatsapp_number_problem", Gauge, "1 for each problem of the number that stands now, by problem.";
+        NumberStateChanges => "whatsapp_number_state_changes_total", Counter, "Times the shown number state changed.";
+        MessagesUnacknowledged => "whatsapp_messages_unacknowledged", Gauge, "Tracked sent messages older than acks_stuck_after with no delivered, read or failed status.";
     }
 }
 

@@ -28,12 +28,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use crate::config::NumberStateConfig;
 use crate::exposition::{Family, Fragment, FragmentWriter, Histogram};
 use crate::flow::{
     believable, CloudEvent, Event, FlowSpec, MessageStatus, Rejection, ReplayKey, UNPARSED,
 };
 use crate::labels::LabelSet;
+use crate::number_state::{Problem, Problems};
 use crate::sync::lock;
+
+mod signs;
 
 /// `whatsapp_webhook_lag_seconds`: seconds to a day (Meta retries for 36 hours).
 pub static LAG_BUCKETS: [f64; 14] = [
@@ -75,6 +79,8 @@ pub struct FlowState {
     recent: RecentEvents,
     duplicates: u64,
     untimely: u64,
+    /// What the pushes tell of whether the number works.
+    signs: signs::Signs,
 }
 
 type KeySet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
@@ -160,11 +166,30 @@ impl FlowState {
             recent: RecentEvents::default(),
             duplicates: 0,
             untimely: 0,
+            signs: signs::Signs::default(),
         }
     }
 
     pub fn spec(&self) -> &'static FlowSpec {
         self.spec
+    }
+
+    /// What the pushes tell of the number at `now`: the problems they show, whether there is
+    /// positive evidence inside the window, and how many sent messages wait for an
+    /// acknowledgement past `acks_stuck_after` (stuck, when the number usually gets them).
+    pub fn number_evidence(
+        &self,
+        now: f64,
+        cfg: &NumberStateConfig,
+        tracker: &Tracker,
+    ) -> (Problems, bool, u64) {
+        let (mut problems, positive) = self.signs.evidence(now, self.last_event, cfg);
+        let cutoff = now - cfg.acks_stuck_after.as_secs_f64();
+        let unacknowledged = tracker.unacknowledged(&self.owner, cutoff);
+        if unacknowledged > 0 && self.signs.gets_acks() {
+            problems.add(Problem::AcksStuck);
+        }
+        (problems, positive, unacknowledged)
     }
 
     /// Counts one accepted event that arrived at `now` (Unix seconds); false, counting nothing
@@ -179,6 +204,7 @@ impl FlowState {
         if !ev.name.is_empty() {
             bump(&mut self.events, self.spec.events, ev.name);
         }
+        self.signs.see(ev, now);
         let timestamp = self.believed(ev.timestamp, now);
         // An event that cannot be placed in time tells nothing of how fresh the feed is.
         if timestamp.is_some() || ev.timestamp.is_none() {
@@ -257,6 +283,8 @@ impl FlowState {
 
     pub fn reject(&mut self, why: Rejection) {
         self.rejected[why.index()] += 1;
+        self.signs
+            .rejected(crate::clock::unix_seconds(std::time::SystemTime::now()));
     }
 
     pub fn last_event(&self) -> Option<f64> {
@@ -524,6 +552,24 @@ impl Tracker {
     }
 
     /// Stops following an id of `owner`; its sent time, when it was followed.
+    /// How many ids of `owner` were sent before `cutoff` (Unix seconds) and are still waiting.
+    pub fn unacknowledged(&self, owner: &Owner, cutoff: f64) -> u64 {
+        let t = lock(&self.inner);
+        let Some(table) = t.tables.get(&owner.seed) else {
+            return 0;
+        };
+        let mut n = 0u64;
+        for g in &table.generations {
+            if g.latest < cutoff {
+                n += g.ids.len() as u64;
+            } else if g.started < cutoff {
+                let before = |ms: &i32| g.started + f64::from(*ms) / 1000.0 < cutoff;
+                n += g.ids.values().filter(|ms| before(ms)).count() as u64;
+            }
+        }
+        n
+    }
+
     pub fn take(&self, owner: &Owner, key: u64) -> Option<f64> {
         let mut t = lock(&self.inner);
         let table = t.tables.get_mut(&owner.seed)?;

@@ -25,6 +25,9 @@ use crate::providers::{families, Observation, Source};
 use crate::secret::Scrubber;
 use crate::sync::lock;
 
+mod number;
+pub use number::{now as unix_now, CanaryEvidence, NumberView};
+
 pub struct Gateway {
     pub config: GatewayConfig,
     pub source: Source,
@@ -44,6 +47,8 @@ pub struct Gateway {
     /// A server's discovered instances' own message-flow series, one per instance of the last
     /// listing while the server receives webhooks; an instance that leaves the listing loses them.
     instance_flows: Mutex<BTreeMap<String, Arc<Flow>>>,
+    /// Is its number (or each discovered instance) working, kept steady, and the series.
+    numbers: Mutex<number::Numbers>,
 }
 
 /// What the polls of a gateway have found so far.
@@ -184,6 +189,7 @@ impl Gateway {
             state: Mutex::new(State::default()),
             fragment: Mutex::new(Arc::new(Fragment::default())),
             instance_flows: Mutex::new(BTreeMap::new()),
+            numbers: Mutex::new(number::Numbers::default()),
         });
         let state = gw.state();
         gw.render(&state);

@@ -100,6 +100,16 @@ impl Problems {
         Problem::ALL.iter().copied().filter(move |p| self.has(*p))
     }
 
+    pub fn union(self, other: Problems) -> Problems {
+        Problems(self.0 | other.0)
+    }
+
+    /// Without the causes of a disconnection (a push said the number is connected again).
+    pub fn without_disconnection(self) -> Problems {
+        let mask = DISCONNECTED.iter().fold(0u16, |m, p| m | 1 << p.index());
+        Problems(self.0 & !mask)
+    }
+
     fn any(self, of: &[Problem]) -> bool {
         of.iter().any(|p| self.has(*p))
     }
@@ -166,6 +176,8 @@ pub struct Steady {
     /// Verdicts by the time they were made, oldest first, none older than needed.
     history: Vec<(f64, NumberState)>,
     changes: u64,
+    /// A verdict other than `unknown` has been made: before it, there is no story to keep steady.
+    told: bool,
 }
 
 /// Verdicts kept per number at most: polls and pushes come far less often than this many per
@@ -183,7 +195,7 @@ impl Steady {
         self.problems
     }
 
-    /// Times the shown state changed.
+    /// Times the shown state changed, since the first answer told the story.
     pub fn changes(&self) -> u64 {
         self.changes
     }
@@ -195,8 +207,15 @@ impl Steady {
         if self.history.last().is_none_or(|(_, s)| *s != raw) {
             self.history.push((now, raw));
         }
-        let Some(shown) = self.shown else {
+        let Some(shown) = self
+            .shown
+            .filter(|_| self.told || raw == NumberState::Unknown)
+        else {
+            // The first verdict, or the first that is not `unknown` (the start, before the first
+            // poll), is shown at once.
             self.shown = Some(raw);
+            self.told = raw != NumberState::Unknown;
+            self.history = vec![(now, raw)];
             return;
         };
         let since = now - hold.as_secs_f64();
@@ -332,6 +351,19 @@ mod tests {
         assert_eq!(s.state(), NumberState::Disconnected);
         s.record(181.0, &seen(Some(true), &[], true), HOLD);
         assert_eq!(s.state(), NumberState::Working);
+    }
+
+    #[test]
+    fn the_first_answer_after_the_start_shows_at_once() {
+        let mut s = Steady::default();
+        s.record(0.0, &seen(None, &[], false), HOLD);
+        s.record(5.0, &seen(None, &[], false), HOLD);
+        assert_eq!(s.state(), NumberState::Unknown);
+        s.record(10.0, &seen(Some(false), &[Problem::LoggedOut], false), HOLD);
+        assert_eq!(s.state(), NumberState::Disconnected);
+        // From then on, the story is kept.
+        s.record(20.0, &seen(Some(true), &[], true), HOLD);
+        assert_eq!(s.state(), NumberState::Disconnected);
     }
 
     #[test]

@@ -156,6 +156,7 @@ fn only_gateway(text: &[u8], gateway: &str) -> Vec<u8> {
 fn series(gw: &Gateway) -> Vec<u8> {
     let mut frags = vec![gw.fragment()];
     gw.flow_fragments(&mut frags);
+    frags.push(gw.number_fragment());
     let mut out = Vec::with_capacity(frags.iter().map(|f| f.text_len()).sum::<usize>() + 2048);
     let own = crate::providers::families(gw.config.provider);
     // Writing into a Vec cannot fail.

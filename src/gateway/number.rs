@@ -1,0 +1,226 @@
+//! Is this number working: the evidence a gateway holds of its number (for a server, of each
+//! discovered instance) judged into one steady state, and its series.
+//!
+//! The evidence of a number: what its last poll said (connected, and the problems its provider
+//! names), a pushed connection since, whether that poll is fresh (a poll older than twice the
+//! interval, or none, leaves the API unreadable), what its pushes show (see
+//! `flow_state::FlowState::number_evidence`), and what the canaries that start or end on it show.
+//! A server is not a number: its instances are, each under `gateway="<server>/<instance>"`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{Gateway, State};
+use crate::clock::unix_seconds;
+use crate::config::NumberStateConfig;
+use crate::exposition::{Family, Fragment, FragmentWriter, SERVER_LABEL};
+use crate::flow_state::{Flow, Tracker};
+use crate::number_state::{Evidence, NumberState, Problems, Steady};
+use crate::providers::Observation;
+use crate::sync::lock;
+
+/// What the canaries tell of a number, by its gateway name: problems, and positive evidence.
+pub type CanaryEvidence<'a> = &'a dyn Fn(&str) -> (Problems, bool);
+
+/// The shown state of one number, for the status page.
+#[derive(Debug, Clone)]
+pub struct NumberView {
+    /// The gateway name (`<server>/<instance>` for a discovered instance).
+    pub gateway: String,
+    pub state: NumberState,
+    pub problems: Problems,
+    pub unacknowledged: Option<u64>,
+}
+
+/// The number states of a gateway, and their rendered series.
+#[derive(Default)]
+pub(super) struct Numbers {
+    own: Steady,
+    instances: HashMap<String, Steady>,
+    views: Vec<NumberView>,
+    fragment: Arc<Fragment>,
+}
+
+/// What one number's evidence came to, before it is rendered.
+struct Judged {
+    gateway: String,
+    server: Option<String>,
+    unacknowledged: Option<u64>,
+}
+
+impl Gateway {
+    /// Judges the number (or each discovered instance) at `now` (Unix seconds), keeps the shown
+    /// state steady for `cfg.hold`, and renders its series.
+    pub fn judge_numbers(
+        &self,
+        now: f64,
+        cfg: &NumberStateConfig,
+        tracker: &Tracker,
+        canaries: CanaryEvidence<'_>,
+    ) {
+        let st = self.state();
+        let fresh = is_fresh(&st, now, self.config.interval);
+        let mut numbers = lock(&self.numbers);
+        let mut judged = Vec::new();
+        if self.config.settings.discovers() {
+            let found = st.observation.as_ref().and_then(|o| o.discovered());
+            let mut names: Vec<String> = st.instances.keys().cloned().collect();
+            names.sort_unstable();
+            numbers
+                .instances
+                .retain(|n, _| st.instances.contains_key(n));
+            for name in names {
+                let gateway = format!("{}/{name}", self.name());
+                let polled = found
+                    .filter(|_| fresh)
+                    .and_then(|d| d.instances.iter().find(|(n, _)| *n == name))
+                    .map(|(_, o)| {
+                        let pushed = st.instances.get(&name).and_then(|t| t.pushed_connected);
+                        polled_evidence(o.as_ref(), pushed)
+                    });
+                let flow = self.instance_flow(&name);
+                let steady = numbers.instances.entry(name).or_default();
+                let unacked = record(
+                    steady,
+                    now,
+                    cfg,
+                    polled,
+                    flow.as_deref(),
+                    tracker,
+                    canaries,
+                    &gateway,
+                );
+                judged.push((
+                    Judged {
+                        gateway,
+                        server: Some(self.name().to_string()),
+                        unacknowledged: unacked,
+                    },
+                    steady.clone(),
+                ));
+            }
+        } else {
+            let polled = st
+                .observation
+                .as_ref()
+                .filter(|_| fresh)
+                .map(|o| polled_evidence(o.as_ref(), st.pushed_connected));
+            let gateway = self.name().to_string();
+            let unacked = record(
+                &mut numbers.own,
+                now,
+                cfg,
+                polled,
+                Some(&self.flow),
+                tracker,
+                canaries,
+                &gateway,
+            );
+            judged.push((
+                Judged {
+                    gateway,
+                    server: None,
+                    unacknowledged: unacked,
+                },
+                numbers.own.clone(),
+            ));
+        }
+        drop(st);
+        numbers.fragment = Arc::new(self.render_numbers(&judged));
+        numbers.views = judged
+            .into_iter()
+            .map(|(j, s)| NumberView {
+                gateway: j.gateway,
+                state: s.state(),
+                problems: s.problems(),
+                unacknowledged: j.unacknowledged,
+            })
+            .collect();
+    }
+
+    /// The number-state series as last judged.
+    pub fn number_fragment(&self) -> Arc<Fragment> {
+        lock(&self.numbers).fragment.clone()
+    }
+
+    /// The number states as last judged: the gateway's, or each discovered instance's.
+    pub fn number_views(&self) -> Vec<NumberView> {
+        lock(&self.numbers).views.clone()
+    }
+
+    fn render_numbers(&self, judged: &[(Judged, Steady)]) -> Fragment {
+        let provider = self.config.provider.as_str();
+        let mut w = FragmentWriter::new(&[], &[]).scrub_labels(self.scrubber.clone());
+        for (j, s) in judged {
+            let mut labels = vec![("gateway", j.gateway.as_str()), ("provider", provider)];
+            if let Some(server) = &j.server {
+                labels.push((SERVER_LABEL, server.as_str()));
+            }
+            w.scoped(&labels, |w| {
+                w.states(Family::NumberState, &[], "state", s.state());
+                for p in s.problems().iter() {
+                    w.sample(Family::NumberProblem, &[("problem", p.as_str())], 1.0);
+                }
+                w.sample(Family::NumberStateChanges, &[], s.changes() as f64);
+                if let Some(n) = j.unacknowledged {
+                    w.sample(Family::MessagesUnacknowledged, &[], n as f64);
+                }
+            });
+        }
+        w.finish()
+    }
+}
+
+/// Whether the last successful poll is recent enough to be believed: within twice the interval.
+fn is_fresh(st: &State, now: f64, interval: Duration) -> bool {
+    st.last_success
+        .is_some_and(|t| now - unix_seconds(t) <= 2.0 * interval.as_secs_f64())
+}
+
+/// What the poll said, with a pushed connection since: a pushed connection clears the causes of
+/// a disconnection the poll named, a pushed disconnection keeps them.
+fn polled_evidence(obs: &dyn Observation, pushed: Option<bool>) -> (bool, Problems) {
+    let (connected, problems) = obs.number_evidence();
+    match pushed {
+        Some(true) => (true, problems.without_disconnection()),
+        Some(false) => (false, problems),
+        None => (connected, problems),
+    }
+}
+
+/// Records one number's evidence into its steady state; the unacknowledged messages, where the
+/// number has message flow.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    steady: &mut Steady,
+    now: f64,
+    cfg: &NumberStateConfig,
+    polled: Option<(bool, Problems)>,
+    flow: Option<&Flow>,
+    tracker: &Tracker,
+    canaries: CanaryEvidence<'_>,
+    gateway: &str,
+) -> Option<u64> {
+    let pushed = flow.and_then(|f| f.read(|s| s.number_evidence(now, cfg, tracker)));
+    let (canary_problems, canary_positive) = canaries(gateway);
+    let mut e = Evidence {
+        problems: canary_problems,
+        connected: polled.map(|(c, _)| c),
+        positive: canary_positive,
+    };
+    if let Some((_, p)) = polled {
+        e.problems = e.problems.union(p);
+    }
+    if let Some((p, positive, _)) = pushed {
+        e.problems = e.problems.union(p);
+        e.positive |= positive;
+    }
+    steady.record(now, &e, cfg.hold);
+    pushed.map(|(_, _, unacked)| unacked)
+}
+
+/// Unix seconds now, for callers that judge every gateway at one moment.
+pub fn now() -> f64 {
+    unix_seconds(SystemTime::now())
+}
