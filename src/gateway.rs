@@ -312,6 +312,7 @@ impl Gateway {
                     .map(|d| d.skipped);
                 st.observe(obs);
                 self.sync_instance_flows(&st);
+                self.forget_numbers(&st);
                 st.last_success = Some(now);
                 st.last_error = None;
                 match found {

@@ -1185,7 +1185,12 @@ gateways:
     fn struct_fields_come_from_the_derive() {
         assert_eq!(
             struct_fields::<RawGlobal>(),
-            ["interval", "timeout", "max_concurrent_polls"]
+            [
+                "interval",
+                "timeout",
+                "max_concurrent_polls",
+                "number_state"
+            ]
         );
     }
 

@@ -28,8 +28,11 @@ pub type CanaryEvidence<'a> = &'a dyn Fn(&str) -> (Problems, bool);
 pub struct NumberView {
     /// The gateway name (`<server>/<instance>` for a discovered instance).
     pub gateway: String,
+    /// The instance's name, for a discovered instance.
+    pub instance: Option<String>,
     pub state: NumberState,
     pub problems: Problems,
+    pub changes: u64,
     pub unacknowledged: Option<u64>,
 }
 
@@ -40,13 +43,6 @@ pub(super) struct Numbers {
     instances: HashMap<String, Steady>,
     views: Vec<NumberView>,
     fragment: Arc<Fragment>,
-}
-
-/// What one number's evidence came to, before it is rendered.
-struct Judged {
-    gateway: String,
-    server: Option<String>,
-    unacknowledged: Option<u64>,
 }
 
 impl Gateway {
@@ -64,8 +60,9 @@ impl Gateway {
         let mut numbers = lock(&self.numbers);
         let mut judged = Vec::new();
         if self.config.settings.discovers() {
+            // Instances are listed in name order: each finds its observation by a search.
             let found = st.observation.as_ref().and_then(|o| o.discovered());
-            let mut names: Vec<String> = st.instances.keys().cloned().collect();
+            let mut names: Vec<&String> = st.instances.keys().collect();
             names.sort_unstable();
             numbers
                 .instances
@@ -74,31 +71,22 @@ impl Gateway {
                 let gateway = format!("{}/{name}", self.name());
                 let polled = found
                     .filter(|_| fresh)
-                    .and_then(|d| d.instances.iter().find(|(n, _)| *n == name))
+                    .and_then(|d| {
+                        let i = d
+                            .instances
+                            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+                            .ok()?;
+                        d.instances.get(i)
+                    })
                     .map(|(_, o)| {
-                        let pushed = st.instances.get(&name).and_then(|t| t.pushed_connected);
+                        let pushed = st.instances.get(name).and_then(|t| t.pushed_connected);
                         polled_evidence(o.as_ref(), pushed)
                     });
-                let flow = self.instance_flow(&name);
-                let steady = numbers.instances.entry(name).or_default();
-                let unacked = record(
-                    steady,
-                    now,
-                    cfg,
-                    polled,
-                    flow.as_deref(),
-                    tracker,
-                    canaries,
-                    &gateway,
-                );
-                judged.push((
-                    Judged {
-                        gateway,
-                        server: Some(self.name().to_string()),
-                        unacknowledged: unacked,
-                    },
-                    steady.clone(),
-                ));
+                let flow = self.instance_flow(name);
+                let steady = numbers.instances.entry(name.clone()).or_default();
+                let evidence = (polled, flow.as_deref());
+                let unacked = record(steady, now, cfg, evidence, tracker, canaries, &gateway);
+                judged.push(view(gateway, Some(name.clone()), steady, unacked));
             }
         } else {
             let polled = st
@@ -107,36 +95,39 @@ impl Gateway {
                 .filter(|_| fresh)
                 .map(|o| polled_evidence(o.as_ref(), st.pushed_connected));
             let gateway = self.name().to_string();
+            let evidence = (polled, Some(&self.flow));
             let unacked = record(
                 &mut numbers.own,
                 now,
                 cfg,
-                polled,
-                Some(&self.flow),
+                evidence,
                 tracker,
                 canaries,
                 &gateway,
             );
-            judged.push((
-                Judged {
-                    gateway,
-                    server: None,
-                    unacknowledged: unacked,
-                },
-                numbers.own.clone(),
-            ));
+            judged.push(view(gateway, None, &numbers.own, unacked));
         }
         drop(st);
         numbers.fragment = Arc::new(self.render_numbers(&judged));
-        numbers.views = judged
-            .into_iter()
-            .map(|(j, s)| NumberView {
-                gateway: j.gateway,
-                state: s.state(),
-                problems: s.problems(),
-                unacknowledged: j.unacknowledged,
-            })
-            .collect();
+        numbers.views = judged;
+    }
+
+    /// Drops the number states of instances the last listing no longer has, at once: an instance
+    /// that leaves loses every series with the poll that saw it go.
+    pub(super) fn forget_numbers(&self, st: &State) {
+        let mut numbers = lock(&self.numbers);
+        let before = numbers.views.len();
+        numbers.views.retain(|v| {
+            v.instance
+                .as_ref()
+                .is_none_or(|i| st.instances.contains_key(i))
+        });
+        numbers
+            .instances
+            .retain(|n, _| st.instances.contains_key(n));
+        if numbers.views.len() != before {
+            numbers.fragment = Arc::new(self.render_numbers(&numbers.views));
+        }
     }
 
     /// The number-state series as last judged.
@@ -149,26 +140,37 @@ impl Gateway {
         lock(&self.numbers).views.clone()
     }
 
-    fn render_numbers(&self, judged: &[(Judged, Steady)]) -> Fragment {
+    fn render_numbers(&self, views: &[NumberView]) -> Fragment {
         let provider = self.config.provider.as_str();
         let mut w = FragmentWriter::new(&[], &[]).scrub_labels(self.scrubber.clone());
-        for (j, s) in judged {
-            let mut labels = vec![("gateway", j.gateway.as_str()), ("provider", provider)];
-            if let Some(server) = &j.server {
-                labels.push((SERVER_LABEL, server.as_str()));
+        for v in views {
+            let mut labels = vec![("gateway", v.gateway.as_str()), ("provider", provider)];
+            if v.instance.is_some() {
+                labels.push((SERVER_LABEL, self.name()));
             }
             w.scoped(&labels, |w| {
-                w.states(Family::NumberState, &[], "state", s.state());
-                for p in s.problems().iter() {
+                w.states(Family::NumberState, &[], "state", v.state);
+                for p in v.problems.iter() {
                     w.sample(Family::NumberProblem, &[("problem", p.as_str())], 1.0);
                 }
-                w.sample(Family::NumberStateChanges, &[], s.changes() as f64);
-                if let Some(n) = j.unacknowledged {
+                w.sample(Family::NumberStateChanges, &[], v.changes as f64);
+                if let Some(n) = v.unacknowledged {
                     w.sample(Family::MessagesUnacknowledged, &[], n as f64);
                 }
             });
         }
         w.finish()
+    }
+}
+
+fn view(gateway: String, instance: Option<String>, s: &Steady, unacked: Option<u64>) -> NumberView {
+    NumberView {
+        gateway,
+        instance,
+        state: s.state(),
+        problems: s.problems(),
+        changes: s.changes(),
+        unacknowledged: unacked,
     }
 }
 
@@ -189,15 +191,13 @@ fn polled_evidence(obs: &dyn Observation, pushed: Option<bool>) -> (bool, Proble
     }
 }
 
-/// Records one number's evidence into its steady state; the unacknowledged messages, where the
-/// number has message flow.
-#[allow(clippy::too_many_arguments)]
+/// Records one number's evidence (its poll's, and its pushes' where it has message flow) into
+/// its steady state; the unacknowledged messages, where the number has message flow.
 fn record(
     steady: &mut Steady,
     now: f64,
     cfg: &NumberStateConfig,
-    polled: Option<(bool, Problems)>,
-    flow: Option<&Flow>,
+    (polled, flow): (Option<(bool, Problems)>, Option<&Flow>),
     tracker: &Tracker,
     canaries: CanaryEvidence<'_>,
     gateway: &str,
