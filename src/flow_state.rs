@@ -174,22 +174,26 @@ impl FlowState {
         self.spec
     }
 
-    /// What the pushes tell of the number at `now`: the problems they show, whether there is
-    /// positive evidence inside the window, and how many sent messages wait for an
-    /// acknowledgement past `acks_stuck_after` (stuck, when the number usually gets them).
+    /// What the pushes tell of the number at `now`.
     pub fn number_evidence(
         &self,
         now: f64,
         cfg: &NumberStateConfig,
         tracker: &Tracker,
-    ) -> (Problems, bool, u64) {
+    ) -> PushEvidence {
         let (mut problems, positive) = self.signs.evidence(now, self.last_event, cfg);
         let cutoff = now - cfg.acks_stuck_after.as_secs_f64();
         let unacknowledged = tracker.unacknowledged(&self.owner, cutoff);
         if unacknowledged > 0 && self.signs.gets_acks() {
             problems.add(Problem::AcksStuck);
         }
-        (problems, positive, unacknowledged)
+        PushEvidence {
+            problems,
+            positive,
+            unacknowledged,
+            last_event: self.last_event,
+            delivered_last_hour: self.signs.delivered_last_hour(now),
+        }
     }
 
     /// Counts one accepted event that arrived at `now` (Unix seconds); false, counting nothing
@@ -338,6 +342,20 @@ impl FlowState {
             }
         }
     }
+}
+
+/// What a number's pushes tell of whether it works.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PushEvidence {
+    pub problems: Problems,
+    /// A delivered, read or played status, or a received message, inside `evidence_window`.
+    pub positive: bool,
+    /// Sent messages waiting for an acknowledgement past `acks_stuck_after` (stuck, when the
+    /// number usually gets them).
+    pub unacknowledged: u64,
+    /// Arrival of the latest event (Unix seconds).
+    pub last_event: Option<f64>,
+    pub delivered_last_hour: u64,
 }
 
 /// A gateway's message-flow counters and their rendered series; inactive (no series) until the

@@ -60,9 +60,40 @@ crate::labels::closed_set! {
     }
 }
 
+impl Problem {
+    /// The problem in words, for the status page.
+    pub fn words(self) -> &'static str {
+        match self {
+            Problem::LoggedOut => "logged out: read the QR code again",
+            Problem::PhoneOffline => "the phone is offline",
+            Problem::SocketDown => "not connected to WhatsApp",
+            Problem::SendLimited => "sending limited by the provider",
+            Problem::QualityLow => "quality rated low",
+            Problem::RateLimited => "hit a spam or pair rate limit",
+            Problem::AcksStuck => "sent messages are not acknowledged",
+            Problem::CanaryFailing => "the canary message did not arrive",
+            Problem::PushesStopped => "its pushes stopped",
+            Problem::WebhooksRejected => "its pushes are refused (secret or signature)",
+            Problem::ApiUnreadable => "the gateway API does not answer",
+        }
+    }
+}
+
 impl NumberState {
+    /// Whether the number works, in a few words, for the status page.
+    pub fn words(self) -> &'static str {
+        match self {
+            NumberState::Working => "working",
+            NumberState::Connected => "connected, no traffic to judge by",
+            NumberState::Unknown => "unknown",
+            NumberState::Restricted => "restricted",
+            NumberState::Zombie => "connected but not working",
+            NumberState::Disconnected => "disconnected",
+        }
+    }
+
     /// How bad a state is; `unknown` sits between the states that work and those that do not.
-    fn severity(self) -> u8 {
+    pub fn severity(self) -> u8 {
         match self {
             NumberState::Working => 0,
             NumberState::Connected => 1,

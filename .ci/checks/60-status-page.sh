@@ -66,6 +66,16 @@ for name, provider in want.items():
     checks.append((f"row for {name}", row is not None and row[1] == provider and row[2] in ("up", "down")))
 checks.append(("every row has a state or an error", all(r[4] or r[8] for r in gateways.values())))
 checks.append(("PlugChat account listed", any(r[0] == "demo" for r in p.rows.get("webhooks", []))))
+numbers = {r[0]: r for r in p.rows.get("numbers", []) if len(r) == 6}
+states = ("working", "connected, no traffic to judge by", "unknown", "restricted",
+          "connected but not working", "disconnected")
+for name in ("sales", "support", "brand", "helpdesk", "onprem", "waha/default"):
+    row = numbers.get(name)
+    checks.append((f"number {name} with its state in words", row is not None and row[1] in states))
+checks.append(("discovered instances listed under their server",
+               any(r[0].startswith("server evo") for r in p.rows.get("numbers", []))
+               and any(n.startswith("evo/") for n in numbers)))
+checks.append(("the numbers lead the page", dom.find('id="numbers"') < dom.find('id="gateways"')))
 for secret in ("demo-token-not-secret", "demo-client-token", "demo-waba-password", "demo-plugchat-secret"):
     checks.append((f"no {secret}", secret not in dom))
 checks.append(("refreshes itself", 'http-equiv="refresh"' in dom))

@@ -33,6 +33,8 @@ pub(super) struct Signs {
     quality_low_since: Option<f64>,
     last_rejected: Option<f64>,
     hours: Hourly,
+    /// Delivered (or read, or played) statuses by the minute of the last hour.
+    delivered: Minutes,
 }
 
 impl Signs {
@@ -44,6 +46,7 @@ impl Signs {
         ) {
             self.last_ack = Some(now);
             self.last_positive = Some(now);
+            self.delivered.count(now, ev.messages.len().max(1) as u32);
         }
         if ev.received > 0 {
             self.last_positive = Some(now);
@@ -101,9 +104,61 @@ impl Signs {
         (p, within(self.last_positive, window))
     }
 
+    /// Delivered, read or played statuses in the hour before `now`.
+    pub(super) fn delivered_last_hour(&self, now: f64) -> u64 {
+        self.delivered.last_hour(now)
+    }
+
     /// Whether the number usually gets acknowledgements of what it sends.
     pub(super) fn gets_acks(&self) -> bool {
         self.last_ack.is_some()
+    }
+}
+
+/// Counts by the minute over the last hour.
+#[derive(Debug)]
+struct Minutes {
+    counts: [u32; 60],
+    /// The minute (Unix seconds / 60) of the latest count.
+    latest: u64,
+}
+
+impl Default for Minutes {
+    fn default() -> Self {
+        Minutes {
+            counts: [0; 60],
+            latest: 0,
+        }
+    }
+}
+
+impl Minutes {
+    fn minute(t: f64) -> u64 {
+        (t.max(0.0) / 60.0) as u64
+    }
+
+    fn count(&mut self, now: f64, n: u32) {
+        let m = Self::minute(now);
+        if m > self.latest {
+            for past in (self.latest + 1)..=m.min(self.latest + 60) {
+                self.counts[(past % 60) as usize] = 0;
+            }
+            self.latest = m;
+        }
+        if m + 60 > self.latest {
+            let c = &mut self.counts[(m % 60) as usize];
+            *c = c.saturating_add(n);
+        }
+    }
+
+    fn last_hour(&self, now: f64) -> u64 {
+        let m = Self::minute(now);
+        (0..60)
+            .map(|back| m.saturating_sub(back))
+            .filter(|past| *past <= self.latest && *past + 60 > self.latest)
+            .take_while(|_| m >= self.latest)
+            .map(|past| u64::from(self.counts[(past % 60) as usize]))
+            .sum()
     }
 }
 
@@ -234,6 +289,20 @@ mod tests {
             .evidence(T0 + 300.0, None, &cfg())
             .0
             .has(Problem::QualityLow));
+    }
+
+    #[test]
+    fn deliveries_are_counted_over_the_last_hour() {
+        let mut s = Signs::default();
+        for i in 0..90 {
+            s.see(
+                &ev(Some(MessageStatus::Delivered)),
+                T0 + f64::from(i) * 60.0,
+            );
+        }
+        assert_eq!(s.delivered_last_hour(T0 + 89.0 * 60.0), 60);
+        assert_eq!(s.delivered_last_hour(T0 + 89.0 * 60.0 + 1800.0), 30);
+        assert_eq!(s.delivered_last_hour(T0 + 89.0 * 60.0 + 7200.0), 0);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::{Gateway, State};
 use crate::clock::unix_seconds;
 use crate::config::NumberStateConfig;
 use crate::exposition::{Family, Fragment, FragmentWriter, SERVER_LABEL};
-use crate::flow_state::{Flow, Tracker};
+use crate::flow_state::{Flow, PushEvidence, Tracker};
 use crate::number_state::{Evidence, NumberState, Problems, Steady};
 use crate::providers::Observation;
 use crate::sync::lock;
@@ -33,7 +33,8 @@ pub struct NumberView {
     pub state: NumberState,
     pub problems: Problems,
     pub changes: u64,
-    pub unacknowledged: Option<u64>,
+    /// What its pushes tell, where it has message flow.
+    pub pushes: Option<PushEvidence>,
 }
 
 /// The number states of a gateway, and their rendered series.
@@ -154,8 +155,8 @@ impl Gateway {
                     w.sample(Family::NumberProblem, &[("problem", p.as_str())], 1.0);
                 }
                 w.sample(Family::NumberStateChanges, &[], v.changes as f64);
-                if let Some(n) = v.unacknowledged {
-                    w.sample(Family::MessagesUnacknowledged, &[], n as f64);
+                if let Some(p) = &v.pushes {
+                    w.sample(Family::MessagesUnacknowledged, &[], p.unacknowledged as f64);
                 }
             });
         }
@@ -163,14 +164,19 @@ impl Gateway {
     }
 }
 
-fn view(gateway: String, instance: Option<String>, s: &Steady, unacked: Option<u64>) -> NumberView {
+fn view(
+    gateway: String,
+    instance: Option<String>,
+    s: &Steady,
+    pushes: Option<PushEvidence>,
+) -> NumberView {
     NumberView {
         gateway,
         instance,
         state: s.state(),
         problems: s.problems(),
         changes: s.changes(),
-        unacknowledged: unacked,
+        pushes,
     }
 }
 
@@ -192,7 +198,7 @@ fn polled_evidence(obs: &dyn Observation, pushed: Option<bool>) -> (bool, Proble
 }
 
 /// Records one number's evidence (its poll's, and its pushes' where it has message flow) into
-/// its steady state; the unacknowledged messages, where the number has message flow.
+/// its steady state; what the pushes told, where the number has message flow.
 fn record(
     steady: &mut Steady,
     now: f64,
@@ -201,7 +207,7 @@ fn record(
     tracker: &Tracker,
     canaries: CanaryEvidence<'_>,
     gateway: &str,
-) -> Option<u64> {
+) -> Option<PushEvidence> {
     let pushed = flow.and_then(|f| f.read(|s| s.number_evidence(now, cfg, tracker)));
     let (canary_problems, canary_positive) = canaries(gateway);
     let mut e = Evidence {
@@ -212,12 +218,12 @@ fn record(
     if let Some((_, p)) = polled {
         e.problems = e.problems.union(p);
     }
-    if let Some((p, positive, _)) = pushed {
-        e.problems = e.problems.union(p);
-        e.positive |= positive;
+    if let Some(p) = &pushed {
+        e.problems = e.problems.union(p.problems);
+        e.positive |= p.positive;
     }
     steady.record(now, &e, cfg.hold);
-    pushed.map(|(_, _, unacked)| unacked)
+    pushed
 }
 
 /// Unix seconds now, for callers that judge every gateway at one moment.
