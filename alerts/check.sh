@@ -86,6 +86,8 @@ METRICS = HISTOGRAMS | {
     "whatsapp_cloudapi_account_events_total", "whatsapp_cloudapi_template_events_total",
     "whatsapp_canary_runs_total", "whatsapp_canary_last_success_timestamp_seconds",
     "whatsapp_canary_cleanup_failures_total",
+    "whatsapp_number_state", "whatsapp_number_problem", "whatsapp_number_state_changes_total",
+    "whatsapp_messages_unacknowledged",
     "whatsapp_exporter_build_info", "whatsapp_exporter_config_last_reload_successful",
     "whatsapp_exporter_config_last_reload_success_timestamp_seconds",
     "process_resident_memory_bytes", "process_cpu_seconds_total", "up",
