@@ -276,6 +276,8 @@ impl FlowState {
     /// A pushed disconnection, by its reason code (from the spec's `disconnects`, else other).
     pub fn disconnected(&mut self, code: &str) {
         bump(&mut self.disconnects, self.spec.disconnects, code);
+        let now = crate::clock::unix_seconds(std::time::SystemTime::now());
+        self.signs.disconnected(code, now);
     }
 
     /// Entries of an accepted batch that could not be read.

@@ -69,6 +69,13 @@ impl Signs {
         }
     }
 
+    /// A pushed disconnection's code: Baileys closes a session with 463 when WhatsApp limits it.
+    pub(super) fn disconnected(&mut self, code: &str, now: f64) {
+        if RATE_LIMITED.contains(&code) {
+            self.last_rate_limited = Some(now);
+        }
+    }
+
     pub(super) fn rejected(&mut self, now: f64) {
         self.last_rejected = Some(now);
     }
