@@ -6,6 +6,7 @@
 //! `whatsapp_up 0` with reason `timeout`, never a failed scrape.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::header::HeaderMap;
@@ -57,20 +58,54 @@ pub fn timeout(configured: Duration, headers: &HeaderMap) -> Duration {
     }
 }
 
+/// What a probe's target names: a configured gateway, or one instance a server discovered.
+enum Probed {
+    Gateway(Arc<Gateway>),
+    /// `<server>/<instance>`: the server is polled, and the instance's series alone answer.
+    Instance(Arc<Gateway>, String),
+}
+
+/// Resolves `<server>/<instance>` at its first `/`: a configured name has none, while an
+/// instance's name may (as it may have spaces or accents: its label is the name as it is).
+fn resolve(ex: &Exporter, target: &str) -> Option<Probed> {
+    if let Some(gw) = ex.gateway(target) {
+        return Some(Probed::Gateway(gw));
+    }
+    let (server, instance) = target.split_once('/')?;
+    let gw = ex.gateway(server)?;
+    if !gw.config.settings.discovers() || instance.is_empty() {
+        return None;
+    }
+    Some(Probed::Instance(gw, instance.to_string()))
+}
+
+fn unknown() -> Response<Body> {
+    text(
+        StatusCode::NOT_FOUND,
+        "unknown target: name a configured gateway or a discovered <server>/<instance>\n",
+    )
+}
+
 pub async fn handle(ex: &Exporter, query: Option<&str>, headers: &HeaderMap) -> Response<Body> {
     let Some(ask) = ask(query) else {
         return text(StatusCode::BAD_REQUEST, "target parameter is missing\n");
     };
-    let Some(gw) = ex.gateway(&ask.target) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            "unknown target: name a configured gateway\n",
-        );
+    let Some(probed) = resolve(ex, &ask.target) else {
+        return unknown();
+    };
+    let (gw, instance) = match probed {
+        Probed::Gateway(gw) => (gw, None),
+        Probed::Instance(gw, name) => (gw, Some(name)),
     };
     let timeout = timeout(gw.config.timeout, headers);
     let start = Instant::now();
     let (outcome, exchanges) = traced(ex.probe(&gw, timeout)).await;
-    let series = series(&gw);
+    let series = match &instance {
+        None => series(&gw),
+        // Known only once the server has listed it: a probe may be the first poll.
+        Some(name) if gw.state().instances.contains_key(name) => instance_series(&gw, name),
+        Some(_) => return unknown(),
+    };
     if !ask.debug {
         return crate::respond::metrics(series);
     }
@@ -83,10 +118,53 @@ pub async fn handle(ex: &Exporter, query: Option<&str>, headers: &HeaderMap) -> 
 fn series(gw: &Gateway) -> Vec<u8> {
     let mut frags = vec![gw.fragment()];
     gw.flow_fragments(&mut frags);
+    render(gw, &frags)
+}
+
+fn render(gw: &Gateway, frags: &[Arc<exposition::Fragment>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(frags.iter().map(|f| f.text_len()).sum::<usize>() + 2048);
     let own = crate::providers::families(gw.config.provider);
     // Writing into a Vec cannot fail.
     let _ = exposition::render(&mut out, &[own], frags.iter().map(|f| &**f));
+    out
+}
+
+/// One discovered instance's series, as the server's poll and the instance's pushes wrote them
+/// under `gateway="<server>/<instance>"`.
+fn instance_series(gw: &Gateway, name: &str) -> Vec<u8> {
+    let mut frags = vec![gw.fragment()];
+    frags.extend(gw.instance_flow(name).map(|f| f.fragment()));
+    let all = render(gw, &frags);
+    let mut label = String::from("{gateway=\"");
+    exposition::escape_label_value(&mut label, &format!("{}/{name}", gw.name()));
+    label.push('"');
+    only_labelled(&all, &label)
+}
+
+/// The samples of `text` whose labels start with `label` (the writer puts `gateway` first), each
+/// family under its header, and no header without a sample.
+fn only_labelled(text: &[u8], label: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() / 4);
+    let mut header: Vec<&[u8]> = Vec::new();
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"#") {
+            if line.starts_with(b"# HELP") {
+                header.clear();
+            }
+            header.push(line);
+            continue;
+        }
+        let Some(open) = line.iter().position(|&b| b == b'{') else {
+            continue;
+        };
+        let rest = &line[open..];
+        let ours = rest.starts_with(label.as_bytes())
+            && matches!(rest.get(label.len()), Some(b',' | b'}'));
+        if ours {
+            header.drain(..).for_each(|h| out.extend_from_slice(h));
+            out.extend_from_slice(line);
+        }
+    }
     out
 }
 
@@ -214,5 +292,29 @@ mod tests {
         assert!(!ask(Some("target=a%2Fb")).unwrap().debug);
         assert!(ask(Some("debug=true")).is_none());
         assert!(ask(None).is_none());
+        for (query, name) in [
+            ("target=evo/Loja%20Centro", "evo/Loja Centro"),
+            ("target=evo%2FLoja+Centro", "evo/Loja Centro"),
+            (
+                "target=evo/Atendimento%20S%C3%A3o%20Paulo",
+                "evo/Atendimento São Paulo",
+            ),
+            ("target=evo/a%22b%5Cc%26d", "evo/a\"b\\c&d"),
+        ] {
+            assert_eq!(ask(Some(query)).unwrap().target, name, "{query}");
+        }
+    }
+
+    #[test]
+    fn an_instance_keeps_its_own_samples_under_their_headers() {
+        let text = "# HELP a A.\n# TYPE a gauge\na{gateway=\"evo\"} 1\na{gateway=\"evo/x \\\"y\\\"\",server=\"evo\"} 2\na{gateway=\"evo/x \\\"y\\\" z\"} 3\n# HELP b B.\n# TYPE b gauge\nb{gateway=\"evo/x\"} 4\n";
+        let mut label = String::from("{gateway=\"");
+        exposition::escape_label_value(&mut label, "evo/x \"y\"");
+        label.push('"');
+        let got = String::from_utf8(only_labelled(text.as_bytes(), &label)).unwrap();
+        assert_eq!(
+            got,
+            "# HELP a A.\n# TYPE a gauge\na{gateway=\"evo/x \\\"y\\\"\",server=\"evo\"} 2\n"
+        );
     }
 }
