@@ -109,7 +109,14 @@ pub async fn handle(ex: &Exporter, query: Option<&str>, headers: &HeaderMap) -> 
     if !ask.debug {
         return crate::respond::metrics(series);
     }
-    let report = debug_report(&gw, timeout, start.elapsed(), &outcome, &exchanges, &series);
+    let mut report = debug_report(&gw, timeout, start.elapsed(), &outcome, &exchanges, &series);
+    if let Some(name) = &instance {
+        let about = format!(
+            "Discovered instance {}/{name}: its server's poll, and the instance's series alone.\n",
+            gw.name()
+        );
+        report.insert_str(0, &about);
+    }
     text(StatusCode::OK, &report)
 }
 

@@ -112,6 +112,23 @@ async fn a_discovered_instance_is_probed_by_its_percent_encoded_name() {
             assert!(line.contains(&gateway), "{query}: {line}");
         }
     }
+    assert_eq!(
+        mock.hits(),
+        1,
+        "one listing for every probe of its instances"
+    );
+    let (code, debug) = ex
+        .get("/probe?target=evo/Atendimento%20S%C3%A3o%20Paulo&debug=true")
+        .await;
+    assert_eq!(code, 200);
+    assert!(
+        debug.starts_with("Discovered instance evo/Atendimento São Paulo"),
+        "{debug}"
+    );
+    assert!(
+        !debug.contains(KEY) && !debug.contains("B3844804"),
+        "{debug}"
+    );
     for unknown in [
         "evo/Loja",
         "evo/Loja%07Norte",
