@@ -114,6 +114,9 @@ fn count(gw: &Gateway, src: &Source, tracker: &Tracker, n: &Notification) -> boo
     if let (WebhookType::StateInstanceChanged, Some(state)) = (n.kind, n.state) {
         let believed = n.timestamp.is_none_or(|t| believable(t, now));
         if believed && gw.is_current(n.timestamp) {
+            if n.event.connected == Some(false) {
+                crate::receiver::log_pushed_disconnection(gw.name(), &n.event);
+            }
             gw.push_observation(Box::new(Status { state }));
         }
     }

@@ -326,7 +326,7 @@ impl Gateway {
                         // The names are not told: an operator may have named instances after
                         // their phone numbers.
                         if skipped > 0 && skipped_before != Some(skipped) {
-                            tracing::warn!(gateway = %self.name(), skipped, "instances left out: their names cannot stand in a label (use [A-Za-z0-9_.-], at most 128 characters)");
+                            tracing::warn!(gateway = %self.name(), skipped, "instances left out: no name, a name with control characters or over 128 characters, one that carries a secret of the gateway, or a row over 64 KiB");
                         }
                     }
                     None => {}

@@ -74,81 +74,71 @@ pub fn timeout(configured: Duration, headers: &HeaderMap) -> Duration {
     }
 }
 
+/// What a probe's target names: a configured gateway, or one instance a server discovered.
+enum Probed {
+    Gateway(Arc<Gateway>),
+    /// `<server>/<instance>`: the server is polled, and the instance's series alone answer.
+    Instance(Arc<Gateway>, String),
+}
+
+/// Resolves `<server>/<instance>` at its first `/`: a configured name has none, while an
+/// instance's name may (as it may have spaces or accents: its label is the name as it is).
+fn resolve(ex: &Exporter, target: &str) -> Option<Probed> {
+    if let Some(gw) = ex.gateway(target) {
+        return Some(Probed::Gateway(gw));
+    }
+    let (server, instance) = target.split_once('/')?;
+    let gw = ex.gateway(server)?;
+    if !gw.config.settings.discovers() || instance.is_empty() {
+        return None;
+    }
+    Some(Probed::Instance(gw, instance.to_string()))
+}
+
+fn unknown() -> Response<Body> {
+    text(
+        StatusCode::NOT_FOUND,
+        "unknown target: name a configured gateway or a discovered <server>/<instance>\n",
+    )
+}
+
 pub async fn handle(ex: &Exporter, query: Option<&str>, headers: &HeaderMap) -> Response<Body> {
     let Some(ask) = ask(query) else {
         return text(StatusCode::BAD_REQUEST, "target parameter is missing\n");
     };
-    let unknown = || {
-        text(
-            StatusCode::NOT_FOUND,
-            "unknown target: name a configured gateway or a discovered instance\n",
-        )
-    };
-    let Some((gw, instance)) = resolve(ex, &ask.target) else {
+    let Some(probed) = resolve(ex, &ask.target) else {
         return unknown();
+    };
+    let (gw, instance) = match probed {
+        Probed::Gateway(gw) => (gw, None),
+        Probed::Instance(gw, name) => (gw, Some(name)),
     };
     let timeout = timeout(gw.config.timeout, headers);
     let start = Instant::now();
     let (outcome, exchanges) = traced(ex.probe(&gw, timeout)).await;
-    let mut series = series(&gw);
-    if let Some(name) = instance {
-        // The listing this poll (or the last) gave is the one that says whether it still is.
-        if !gw.state().instances.contains_key(name) {
-            return unknown();
+    let series = match &instance {
+        // A server's own target leaves its instances to their own targets (`/sd` says so with
+        // `instances=false`), so that Prometheus stores each series once.
+        None if !ask.instances && gw.config.settings.discovers() => {
+            only_labelled(&series(&gw), &gateway_label(gw.name()))
         }
-        series = only_gateway(&series, &ask.target);
-    } else if !ask.instances && gw.config.settings.discovers() {
-        series = only_gateway(&series, gw.name());
-    }
+        None => series(&gw),
+        // Known only once the server has listed it: a probe may be the first poll.
+        Some(name) if gw.state().instances.contains_key(name) => instance_series(&gw, name),
+        Some(_) => return unknown(),
+    };
     if !ask.debug {
         return crate::respond::metrics(series);
     }
-    let report = debug_report(&gw, timeout, start.elapsed(), &outcome, &exchanges, &series);
+    let mut report = debug_report(&gw, timeout, start.elapsed(), &outcome, &exchanges, &series);
+    if let Some(name) = &instance {
+        let about = format!(
+            "Discovered instance {}/{name}: its server's poll, and the instance's series alone.\n",
+            gw.name()
+        );
+        report.insert_str(0, &about);
+    }
     text(StatusCode::OK, &report)
-}
-
-/// The gateway a target names, and the instance when it names a server's discovered instance
-/// (`<server>/<instance>`: a gateway name has no `/`).
-fn resolve<'t>(ex: &Exporter, target: &'t str) -> Option<(Arc<Gateway>, Option<&'t str>)> {
-    if let Some(gw) = ex.gateway(target) {
-        return Some((gw, None));
-    }
-    let (server, instance) = target.split_once('/')?;
-    let gw = ex
-        .gateway(server)
-        .filter(|g| g.config.settings.discovers())?;
-    (!instance.is_empty()).then_some((gw, Some(instance)))
-}
-
-/// The families' lines of one `gateway` label value, each family's header kept only when a line
-/// of it is: the series of a server's instance, or of the server alone. Every line a gateway
-/// renders carries its `gateway` label, and a label value's quotes are escaped, so the label
-/// followed by its closing quote is found only where the label is.
-fn only_gateway(text: &[u8], gateway: &str) -> Vec<u8> {
-    let (first, later) = (
-        format!("{{gateway=\"{gateway}\""),
-        format!(",gateway=\"{gateway}\""),
-    );
-    let mut out = Vec::with_capacity(text.len() / 4);
-    let mut header: Vec<&[u8]> = Vec::new();
-    let mut in_samples = false;
-    for line in text.split_inclusive(|b| *b == b'\n') {
-        if line.starts_with(b"#") {
-            if in_samples {
-                header.clear();
-                in_samples = false;
-            }
-            header.push(line);
-            continue;
-        }
-        in_samples = true;
-        let s = String::from_utf8_lossy(line);
-        if s.contains(&first) || s.contains(&later) {
-            header.drain(..).for_each(|h| out.extend_from_slice(h));
-            out.extend_from_slice(line);
-        }
-    }
-    out
 }
 
 /// The gateway's series: its poll's and its pushes' (message flow), so that a probe job holds
@@ -157,10 +147,59 @@ fn series(gw: &Gateway) -> Vec<u8> {
     let mut frags = vec![gw.fragment()];
     gw.flow_fragments(&mut frags);
     frags.push(gw.number_fragment());
+    render(gw, &frags)
+}
+
+fn render(gw: &Gateway, frags: &[Arc<exposition::Fragment>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(frags.iter().map(|f| f.text_len()).sum::<usize>() + 2048);
     let own = crate::providers::families(gw.config.provider);
     // Writing into a Vec cannot fail.
     let _ = exposition::render(&mut out, &[own], frags.iter().map(|f| &**f));
+    out
+}
+
+/// One discovered instance's series, as the server's poll and the instance's pushes wrote them
+/// under `gateway="<server>/<instance>"`.
+fn instance_series(gw: &Gateway, name: &str) -> Vec<u8> {
+    let mut frags = vec![gw.fragment()];
+    frags.extend(gw.instance_flow(name).map(|f| f.fragment()));
+    frags.push(gw.number_fragment());
+    let all = render(gw, &frags);
+    only_labelled(&all, &gateway_label(&format!("{}/{name}", gw.name())))
+}
+
+/// `{gateway="<name>"`, escaped as the text format writes it.
+fn gateway_label(name: &str) -> String {
+    let mut label = String::from("{gateway=\"");
+    exposition::escape_label_value(&mut label, name);
+    label.push('"');
+    label
+}
+
+/// The samples of `text` whose labels start with `label` (the writer puts `gateway` first), each
+/// family under its header, and no header without a sample.
+fn only_labelled(text: &[u8], label: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() / 4);
+    let mut header: Vec<&[u8]> = Vec::new();
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"#") {
+            if line.starts_with(b"# HELP") {
+                header.clear();
+            }
+            header.push(line);
+            continue;
+        }
+        let Some(open) = line.iter().position(|&b| b == b'{') else {
+            continue;
+        };
+        let rest = &line[open..];
+        let ours = rest.starts_with(label.as_bytes())
+            && matches!(rest.get(label.len()), Some(b',' | b'}'));
+        if ours {
+            header.drain(..).for_each(|h| out.extend_from_slice(h));
+            out.extend_from_slice(line);
+        }
+    }
     out
 }
 
@@ -287,13 +326,14 @@ mod tests {
 # HELP whatsapp_connected C.\n# TYPE whatsapp_connected gauge\n\
 whatsapp_connected{gateway=\"evo/a\",provider=\"evolution\",server=\"evo\"} 1\n\
 whatsapp_connected{gateway=\"evo/ab\",provider=\"evolution\",server=\"evo\"} 0\n";
-        let a = String::from_utf8(only_gateway(text.as_bytes(), "evo/a")).unwrap();
+        let a = String::from_utf8(only_labelled(text.as_bytes(), &gateway_label("evo/a"))).unwrap();
         assert_eq!(
             a,
             "# HELP whatsapp_connected C.\n# TYPE whatsapp_connected gauge\n\
 whatsapp_connected{gateway=\"evo/a\",provider=\"evolution\",server=\"evo\"} 1\n"
         );
-        let server = String::from_utf8(only_gateway(text.as_bytes(), "evo")).unwrap();
+        let server =
+            String::from_utf8(only_labelled(text.as_bytes(), &gateway_label("evo"))).unwrap();
         assert_eq!(
             server,
             "# HELP whatsapp_up Up.\n# TYPE whatsapp_up gauge\nwhatsapp_up{gateway=\"evo\",provider=\"evolution\"} 1\n"
@@ -309,5 +349,29 @@ whatsapp_connected{gateway=\"evo/a\",provider=\"evolution\",server=\"evo\"} 1\n"
         assert!(!ask(Some("target=a&instances=false")).unwrap().instances);
         assert!(ask(Some("debug=true")).is_none());
         assert!(ask(None).is_none());
+        for (query, name) in [
+            ("target=evo/Loja%20Centro", "evo/Loja Centro"),
+            ("target=evo%2FLoja+Centro", "evo/Loja Centro"),
+            (
+                "target=evo/Atendimento%20S%C3%A3o%20Paulo",
+                "evo/Atendimento São Paulo",
+            ),
+            ("target=evo/a%22b%5Cc%26d", "evo/a\"b\\c&d"),
+        ] {
+            assert_eq!(ask(Some(query)).unwrap().target, name, "{query}");
+        }
+    }
+
+    #[test]
+    fn an_instance_keeps_its_own_samples_under_their_headers() {
+        let text = "# HELP a A.\n# TYPE a gauge\na{gateway=\"evo\"} 1\na{gateway=\"evo/x \\\"y\\\"\",server=\"evo\"} 2\na{gateway=\"evo/x \\\"y\\\" z\"} 3\n# HELP b B.\n# TYPE b gauge\nb{gateway=\"evo/x\"} 4\n";
+        let mut label = String::from("{gateway=\"");
+        exposition::escape_label_value(&mut label, "evo/x \"y\"");
+        label.push('"');
+        let got = String::from_utf8(only_labelled(text.as_bytes(), &label)).unwrap();
+        assert_eq!(
+            got,
+            "# HELP a A.\n# TYPE a gauge\na{gateway=\"evo/x \\\"y\\\"\",server=\"evo\"} 2\n"
+        );
     }
 }

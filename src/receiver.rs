@@ -341,21 +341,17 @@ impl Receiver {
             c.observe(gw.name(), new.iter().copied());
         }
         for e in new {
-            // A push whose time cannot be believed does not overrule what a poll saw.
-            if e.timestamp
-                .is_some_and(|t| !crate::flow::believable(t, now))
-            {
+            if !speaks_of_now(gw, e.timestamp, now) {
                 continue;
+            }
+            if e.connected == Some(false) {
+                log_pushed_disconnection(gw.name(), e);
             }
             match (
                 providers::pushed_observation(gw.config.provider, e),
                 e.connected,
             ) {
-                (Some(obs), _) => {
-                    if gw.is_current(e.timestamp) {
-                        gw.push_observation(obs);
-                    }
-                }
+                (Some(obs), _) => gw.push_observation(obs),
                 (None, Some(c)) => gw.push_connected(c, e.timestamp),
                 (None, None) => {}
             }
@@ -539,7 +535,8 @@ impl Receiver {
             }
             last.insert(gw.name().to_string(), now);
         }
-        tracing::info!(gateway = %gw.name(), "a Cloud API quality or account event: polling now");
+        // The poll, if it happens, tells itself (`scheduler::call`): the gap since the last call
+        // may still turn it away.
         let _ = self.repoll.try_send(gw);
     }
 
@@ -751,6 +748,32 @@ pub fn answer(why: Rejection) -> Answer {
 
 fn too_slow() -> Answer {
     crate::respond::text(StatusCode::REQUEST_TIMEOUT, "body too slow\n")
+}
+
+/// Whether what a push tells of the connection still holds: its time, when it gives one, can be
+/// believed and is not older than the last successful poll, which saw what came after it. One
+/// rule for everything a push says of the connection: an older push neither sets
+/// `whatsapp_connected` nor counts in `whatsapp_disconnects_total` (it is counted as an event
+/// only), so the two never tell different stories of one push.
+pub(crate) fn speaks_of_now(gw: &Gateway, at: Option<f64>, now: f64) -> bool {
+    at.is_none_or(|t| crate::flow::believable(t, now)) && gw.is_current(at)
+}
+
+/// One info line for a push that says the number is not connected (a disconnection, a logout,
+/// WAHA's FAILED): its gateway, the provider's event and state, nothing the push carried else.
+/// A sender may repeat such pushes at will, so the lines are limited as the refusals' are.
+pub(crate) fn log_pushed_disconnection(gateway: &str, e: &Event) {
+    static LIMITER: crate::logging::Limiter = crate::logging::Limiter::new();
+    if let Some(suppressed) = LIMITER.allow() {
+        let state = e.state.unwrap_or("");
+        tracing::info!(
+            suppressed,
+            gateway,
+            event = e.name,
+            state,
+            "pushed: the number is not connected"
+        );
+    }
 }
 
 fn log_refusal(name: &str, why: Rejection) {

@@ -187,6 +187,9 @@ pub async fn call(
         _ => gw.skip(due, now),
     };
     if let Some(skip) = skip {
+        if matches!(trigger, Trigger::Push) {
+            tracing::debug!(gateway = %gw.name(), ?skip, "a pushed quality or account event: not polled, the last call is too recent");
+        }
         return Outcome::Skipped(skip);
     }
     let trust = {
@@ -200,6 +203,11 @@ pub async fn call(
     let Some(Some(permit)) = within(deadline, slots.acquire(&gw.host, trust)).await else {
         return Outcome::Busy;
     };
+    if matches!(trigger, Trigger::Push) {
+        // Told here, once the poll is sure to start: a push that the gap above turned away
+        // polls nothing.
+        tracing::info!(gateway = %gw.name(), "a pushed quality or account event: polling now");
+    }
     gw.begin_call(due, next);
     // A probe's poll ends by the deadline of its scrape, the wait for the slot included.
     let timeout = deadline.map_or(gw.config.timeout, |d| {

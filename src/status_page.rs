@@ -49,7 +49,7 @@ pub fn render(ex: &Exporter) -> String {
              <td data-label=\"Up\">{up}</td><td data-label=\"Connected\">{connected}</td><td data-label=\"State\">{summary}</td>\
              <td data-label=\"Last poll\">{last_poll}</td><td data-label=\"Last success\">{last_success}</td>\
              <td data-label=\"Polls\">{polls}</td><td data-label=\"Last error\">{error}</td>\
-             <td><a href=\"probe?target={link}\">probe</a></td></tr>",
+             <td><a href=\"{link}\">probe</a></td></tr>",
             name = escape(gw.name()),
             provider = gw.config.provider,
             summary = escape(&summary),
@@ -57,7 +57,7 @@ pub fn render(ex: &Exporter) -> String {
             last_success = ago(st.last_success, now),
             polls = st.polls,
             error = escape(&error),
-            link = escape(&url_escape(gw.name())),
+            link = probe_link(gw.name()),
         );
     }
     let accounts = ex.plugchat.summary();
@@ -304,6 +304,30 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn url_escape(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+/// The `href` of a gateway's or a discovered instance's probe: the name percent-encoded (spaces,
+/// accents, `&`, `/`), then HTML-escaped for the attribute.
+pub(crate) fn probe_link(name: &str) -> String {
+    let target: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    escape(&format!("probe?target={target}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_as_they_are_make_links_that_probe_them() {
+        let name = "evo/Loja \"Sul\" & São <1>";
+        let link = probe_link(name);
+        assert_eq!(
+            link,
+            "probe?target=evo%2FLoja+%22Sul%22+%26+S%C3%A3o+%3C1%3E"
+        );
+        let query = link.trim_start_matches("probe?");
+        let target = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "target")
+            .map(|(_, v)| v.into_owned());
+        assert_eq!(target.as_deref(), Some(name));
+        assert_eq!(escape(name), "evo/Loja &quot;Sul&quot; &amp; São &lt;1&gt;");
+    }
 }

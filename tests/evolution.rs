@@ -530,39 +530,6 @@ async fn the_cap_keeps_the_first_names_and_counts_the_rest() {
 }
 
 #[tokio::test]
-async fn names_that_cannot_stand_in_a_label_are_skipped() {
-    let evo = Evo::new(&[
-        ("sales", "open"),
-        ("Loja Centro", "open"),
-        ("vendas/sp", "open"),
-        ("a\"b", "open"),
-    ]);
-    let mock = evo.mock().await;
-    let ex = Exporter::start(&server(&mock.url(), "    instances: all\n")).await;
-    ex.poll("evo").await;
-    let m = ex.metrics().await;
-    assert_eq!(
-        sample(&m, "whatsapp_discovered_instances", &[("gateway", "evo")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &m,
-            "whatsapp_discovery_skipped_instances",
-            &[("gateway", "evo")]
-        ),
-        Some(3.0)
-    );
-    for bad in ["Loja", "vendas", "a\\\"b", "Loja_Centro"] {
-        assert!(!m.contains(bad), "{bad}:\n{m}");
-    }
-    let logs = common::logs();
-    assert!(logs.contains("skipped=3"), "{logs}");
-    assert!(!logs.contains("Loja"), "names are not logged");
-    ex.stop().await;
-}
-
-#[tokio::test]
 async fn lists_and_regular_expressions_select_instances() {
     let evo = Evo::new(&[
         ("sales-1", "open"),

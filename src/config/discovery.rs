@@ -64,13 +64,15 @@ impl PartialEq for Instances {
     }
 }
 
-/// Whether an instance name can stand in a `gateway` label as it is: the alphabet of gateway
-/// names, `[A-Za-z0-9_.-]`, and at most [`MAX_INSTANCE_NAME`] characters. A name that is not is
-/// never renamed (two names could then meet in one label); it is left out and counted.
+/// Whether an instance name can stand in a `gateway` label as it is: any name a provider allows
+/// (spaces, accents, quotes: label values are UTF-8 and escaped as the text format requires), of
+/// 1 to [`MAX_INSTANCE_NAME`] characters, without control characters (a newline or an escape
+/// sequence would break a log line or a terminal). A name that is not is never renamed (two
+/// names could then meet in one label); it is left out and counted.
 pub fn is_label_safe_instance(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= MAX_INSTANCE_NAME
-        && crate::labels::plain(name, MAX_INSTANCE_NAME, "_.-") == name
+        && name.chars().count() <= MAX_INSTANCE_NAME
+        && !name.chars().any(char::is_control)
 }
 
 /// The keys `instance`, `instances` and `max_instances` of a block, checked together.
@@ -155,7 +157,7 @@ fn selection(v: Value, ctx: &mut Ctx) -> Option<Instances> {
                 if !is_label_safe_instance(&name) {
                     ctx.err(
                         &format!("instances[{i}]"),
-                        format!("{name:?} must match [A-Za-z0-9_.-]+ (at most {MAX_INSTANCE_NAME} characters): it becomes part of the gateway label"),
+                        format!("must be 1 to {MAX_INSTANCE_NAME} characters without control characters: it becomes part of the gateway label"),
                     );
                     bad = true;
                     continue;
@@ -270,7 +272,7 @@ mod tests {
             ("    instance: a\n    max_instances: 3\n", "gateways[0] (evo): max_instances: is only used with instances"),
             ("    instances: every\n", "gateways[0] (evo): instances: must be all, a list"),
             ("    instances: []\n", "gateways[0] (evo): instances: the list is empty"),
-            ("    instances: [\"Loja Centro\"]\n", "gateways[0] (evo): instances[0]: \"Loja Centro\" must match"),
+            ("    instances: [\"Loja\\tCentro\"]\n", "gateways[0] (evo): instances[0]: must be 1 to 128 characters without control characters"),
             ("    instances: [{a: 1}]\n", "gateways[0] (evo): instances[0]: must be an instance name"),
             ("    instances: {regex: \"(\"}\n", "gateways[0] (evo): instances.regex: is not a valid regular expression"),
             ("    instances: {regex: 3}\n", "gateways[0] (evo): instances.regex: must be a string"),
@@ -324,11 +326,31 @@ mod tests {
 
     #[test]
     fn instance_names_that_fit_a_label() {
-        for ok in ["sales", "store-01", "a.b_c", "5511"] {
+        let longest = "é".repeat(MAX_INSTANCE_NAME);
+        for ok in [
+            "sales",
+            "store-01",
+            "a.b_c",
+            "5511",
+            "Loja Centro",
+            "Atendimento São Paulo",
+            "a/b",
+            "a\"b\\c",
+            " é ",
+            &longest,
+        ] {
             assert!(is_label_safe_instance(ok), "{ok}");
         }
         let long = "x".repeat(MAX_INSTANCE_NAME + 1);
-        for bad in ["", "Loja Centro", "a/b", "a\"b", "é", &long, "a\n"] {
+        for bad in [
+            "",
+            &long,
+            "a\n",
+            "a\tb",
+            "a\u{1b}[31m",
+            "a\u{7f}",
+            "a\u{85}",
+        ] {
             assert!(!is_label_safe_instance(bad), "{bad:?}");
         }
     }

@@ -35,6 +35,9 @@ pub struct GatewayConfig {
     pub timeout: Duration,
     /// What only this provider takes; valid by construction.
     pub settings: ProviderConfig,
+    /// Served from inside the process by `--demo`, never read from a file: no provider's rate
+    /// limits are at stake, so its short interval draws no warning.
+    pub simulated: bool,
 }
 
 /// The typed block of each provider.
@@ -200,6 +203,7 @@ pub(super) fn parse(
         interval,
         timeout,
         settings: settings?,
+        simulated: false,
     };
     ctx.errors.is_empty().then_some(gw)
 }

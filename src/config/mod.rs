@@ -97,7 +97,8 @@ pub const MAX_MAX_TRACKED: usize = 10_000_000;
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Meta retries for 36 hours; a week is far beyond any status.
 pub const MAX_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Secrets that the exporter asks users to choose (a URL secret, a bearer token).
+/// The shortest secret the exporter advises users to choose (a URL secret, an HMAC key, a
+/// bearer token); a shorter one is taken with a warning, as a provider may dictate it.
 pub const MIN_WEBHOOK_SECRET: usize = 16;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -591,16 +592,25 @@ impl Ctx {
                 self.err(key, format!("is required with webhooks (or {key}_file)"));
                 None
             }
-            Some(s) if s.expose().len() < MIN_WEBHOOK_SECRET => {
-                self.err(
-                    key,
-                    format!(
-                        "is shorter than {MIN_WEBHOOK_SECRET} characters: use a long random string"
-                    ),
-                );
-                None
+            Some(s) => {
+                self.warn_if_short(key, &s);
+                Some(s)
             }
-            s => s,
+            None => None,
+        }
+    }
+
+    /// A webhook secret shorter than [`MIN_WEBHOOK_SECRET`] is taken, as the provider may dictate
+    /// it (WAHA's documented example key, a Green API token already in use), with one warning
+    /// that names where it is set, never the secret.
+    fn warn_if_short(&self, key: &str, s: &Secret) {
+        if s.expose().chars().count() < MIN_WEBHOOK_SECRET {
+            tracing::warn!(
+                at = %self.prefix,
+                key,
+                min = MIN_WEBHOOK_SECRET,
+                "the webhook secret is shorter than advised: it is all that stands between the internet and the webhook URL, and a short one can be guessed by anyone who may send requests; rotate it to 32 random characters or more"
+            );
         }
     }
 
@@ -701,10 +711,7 @@ fn parse_plugchat(value: serde_yaml_ng::Value, env: Env, ctx: &mut Ctx) -> Optio
             "secret",
             "is required: PlugChat signs nothing, the secret in the URL is the only authentication",
         ),
-        Some(ref s) if s.expose().len() < 16 => ctx.err(
-            "secret",
-            "is shorter than 16 characters: use a long random string",
-        ),
+        Some(ref s) => ctx.warn_if_short("secret", s),
         _ => {}
     }
     if !ctx.errors.is_empty() {
@@ -1127,17 +1134,21 @@ gateways:
     }
 
     #[test]
-    fn plugchat_needs_a_long_secret() {
+    fn plugchat_needs_a_secret() {
         let errs = errors("webhooks:\n  plugchat:\n    - account: store\n");
         assert!(
             errs[0].starts_with("webhooks.plugchat[0] (store): secret: is required"),
             "{errs:?}"
         );
-        let errs = errors("webhooks:\n  plugchat:\n    - account: store\n      secret: short\n");
-        assert!(errs[0].contains("shorter than 16"), "{errs:?}");
-        assert!(
-            !errs[0].contains("short\""),
-            "the secret itself is never printed"
+        let cfg = parse(
+            "webhooks:\n  plugchat:\n    - account: store\n      secret: short\n",
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.plugchat[0].secret.expose(),
+            "short",
+            "taken, with a warning"
         );
     }
 

@@ -40,7 +40,12 @@ pub const DEMO_PLUGCHAT_SECRET: &str = "demo-plugchat-secret-not-secret";
 pub async fn start() -> Result<ConfigSource, String> {
     let addr = serve_simulators().await?;
     let yaml = demo_config(addr);
-    let cfg = config::parse(&yaml, &|_| None).map_err(|e| e.to_string())?;
+    let mut cfg = config::parse(&yaml, &|_| None).map_err(|e| e.to_string())?;
+    // Its 5-second interval tells the story in minutes; the warning that an interval is too
+    // short protects real providers' rate limits, and these gateways are served from here.
+    for gw in &mut cfg.gateways {
+        gw.simulated = true;
+    }
     Ok(ConfigSource::Fixed(Box::new(cfg)))
 }
 

@@ -636,18 +636,37 @@ mod tests {
     }
 
     #[test]
-    fn unsafe_and_missing_names_are_skipped_and_counted() {
+    fn names_are_kept_as_they_are_but_control_characters_and_long_names() {
+        let long = "x".repeat(crate::config::MAX_INSTANCE_NAME + 1);
         let d = Selector::new(Instances::All, 10).select(rows(&[
             Some("b"),
             Some("Loja Centro"),
             None,
             Some("a"),
-            Some("a/../x"),
+            Some("Atendimento São Paulo"),
+            Some("a\nb"),
+            Some(&long),
             Some("b"),
         ]));
-        assert_eq!(names(&d), ["a", "b"]);
-        assert!(d.instances[1].1.connected(), "the first `b` stays");
+        assert_eq!(
+            names(&d),
+            ["Atendimento São Paulo", "Loja Centro", "a", "b"]
+        );
+        assert!(d.instances[3].1.connected(), "the first `b` stays");
         assert_eq!((d.skipped, d.overflow), (3, 0));
+    }
+
+    #[test]
+    fn pushes_name_their_instance_as_it_is_listed() {
+        let v = serde_json::json!({"a": " Loja Centro ", "b": "", "c": 5, "d": "é".repeat(128), "e": "é".repeat(257)});
+        assert_eq!(pushed_name(v.get("a")).as_deref(), Some(" Loja Centro "));
+        assert_eq!(
+            pushed_name(v.get("d")).map(|n| n.chars().count()),
+            Some(128)
+        );
+        for none in ["b", "c", "e", "f"] {
+            assert_eq!(pushed_name(v.get(none)), None, "{none}");
+        }
     }
 
     #[test]
@@ -686,11 +705,14 @@ pub struct Push {
     pub disconnect: Option<&'static str>,
 }
 
-/// The longest instance name a push is routed by (longer names cannot be listed either).
-pub const MAX_PUSHED_NAME: usize = 256;
+/// The longest instance name a push is routed by, in bytes: a listed name has at most
+/// [`crate::config::MAX_INSTANCE_NAME`] characters of at most 4 bytes each.
+pub const MAX_PUSHED_NAME: usize = 4 * crate::config::MAX_INSTANCE_NAME;
 
-/// The instance or session a push names, when it is a short string.
+/// The instance or session a push names, exactly as the server spells it (spaces and accents
+/// included, nothing trimmed: the listing's name is matched as it is), when it is a string short
+/// enough to be a listed name.
 pub fn pushed_name(v: Option<&serde_json::Value>) -> Option<String> {
-    let s = v?.as_str()?.trim();
+    let s = v?.as_str()?;
     (!s.is_empty() && s.len() <= MAX_PUSHED_NAME).then(|| s.to_string())
 }

@@ -10,19 +10,22 @@
 //! - A gateway of one instance takes the pushes that name its instance, or none; pushes of
 //!   another instance (a global webhook pointed at it) are counted in its series without
 //!   touching its connection or its disconnections.
+//! - A push older than the server's last successful poll (by the time it gives, when it gives
+//!   one) is counted as an event only: it neither sets `whatsapp_connected` nor counts in
+//!   `whatsapp_disconnects_total` ([`super::speaks_of_now`]).
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::clock::unix_seconds;
 use crate::config::{ProviderConfig, Target};
-use crate::flow::{believable, Batch, Refused};
+use crate::flow::{Batch, Refused};
 use crate::gateway::Gateway;
 use crate::provider::Provider;
 use crate::providers::discovery::Push;
 use crate::providers::{evolution, waha};
 
-use super::Receiver;
+use super::{log_pushed_disconnection, speaks_of_now, Receiver};
 
 /// The pushes of a body, for the providers whose pushes name their instance.
 pub fn parse(p: Provider, body: &[u8]) -> Result<Batch<Push>, Refused> {
@@ -61,10 +64,16 @@ impl Receiver {
             .into_iter()
             .partition(|p| p.instance.as_deref().is_none_or(|i| i == own));
         let events: Vec<_> = mine.iter().map(|p| p.event.clone()).collect();
-        let fresh = self.deliver(gw, &events, batch.unparsed);
         let now = unix_seconds(SystemTime::now());
+        // Asked before the flow is locked: the gateway's state is never locked inside it.
+        let current: Vec<bool> = mine
+            .iter()
+            .map(|p| speaks_of_now(gw, p.event.timestamp, now))
+            .collect();
+        let fresh = self.deliver(gw, &events, batch.unparsed);
         gw.flow.update(|f| {
-            for (p, _) in mine.iter().zip(fresh).filter(|(_, new)| *new) {
+            let counted = mine.iter().zip(fresh).zip(current);
+            for ((p, _), _) in counted.filter(|((_, new), now)| *new && *now) {
                 if let Some(code) = p.disconnect {
                     f.disconnected(code);
                 }
@@ -84,25 +93,32 @@ impl Receiver {
                 unrouted.push(p);
                 continue;
             };
+            let current = speaks_of_now(gw, p.event.timestamp, now);
             let fresh = flow.update(|f| {
                 let fresh = f.apply(&p.event, now, &self.tracker);
-                if let Some(code) = p.disconnect.filter(|_| fresh) {
+                if let Some(code) = p.disconnect.filter(|_| fresh && current) {
                     f.disconnected(code);
                 }
                 fresh
             });
-            let believed = p.event.timestamp.is_none_or(|t| believable(t, now));
-            if let (Some(true), Some(c), true) = (fresh, p.event.connected, believed) {
+            if let (Some(true), Some(c), true) = (fresh, p.event.connected, current) {
+                if !c {
+                    log_pushed_disconnection(&format!("{}/{name}", gw.name()), &p.event);
+                }
                 gw.push_instance_connected(name, c, p.event.timestamp);
             }
         }
         if unrouted.is_empty() && batch.unparsed == 0 {
             return;
         }
+        let current: Vec<bool> = unrouted
+            .iter()
+            .map(|p| speaks_of_now(gw, p.event.timestamp, now))
+            .collect();
         gw.flow.update(|f| {
-            for p in unrouted {
+            for (p, current) in unrouted.into_iter().zip(current) {
                 let fresh = f.apply(&p.event, now, &self.tracker);
-                if let Some(code) = p.disconnect.filter(|_| fresh) {
+                if let Some(code) = p.disconnect.filter(|_| fresh && current) {
                     f.disconnected(code);
                 }
             }

@@ -1,6 +1,6 @@
-//! A simulated Evolution API server with a dozen instances: most connected, two flapping, one
-//! logged out for a while, one stuck waiting for its QR code to be scanned, and one whose name
-//! cannot stand in a label.
+//! A simulated Evolution API server of thirteen instances: most connected, two flapping, one
+//! logged out for a while, one stuck waiting for its QR code to be scanned, and one named as real
+//! Brazilian instances are (`Loja Centro`), exported under its name as it is.
 
 use std::net::SocketAddr;
 
@@ -149,10 +149,15 @@ mod tests {
             )
         };
         let d = at(0);
-        assert_eq!(d.instances.len(), 12, "a dozen instances");
-        assert_eq!(d.skipped, 1, "Loja Centro cannot stand in a label");
-        assert_eq!(d.connected_count(), 11, "onboarding waits for its QR code");
-        assert_eq!(at(80).connected_count(), 9, "ops logged out, promo flapped");
+        assert_eq!(d.instances.len(), 13, "every instance");
+        assert_eq!(d.skipped, 0, "Loja Centro is exported as it is");
+        assert!(d.instances.iter().any(|(n, _)| n == "Loja Centro"));
+        assert_eq!(d.connected_count(), 12, "onboarding waits for its QR code");
+        assert_eq!(
+            at(80).connected_count(),
+            10,
+            "ops logged out, promo flapped"
+        );
         for t in 0..180 {
             assert_eq!(state("onboarding", t), "connecting");
         }

@@ -14,7 +14,7 @@
 //! | `status.instance` | `data.status` closed / removed → not connected (the close that follows counts the disconnection) |
 //! | `messages.upsert` | `key.fromMe` false: a received message; true: a sent one (`key.id`) |
 //! | `send.message` | a message taken for sending (`key.id`): where sent→delivered starts |
-//! | `messages.update` | `status` SERVER_ACK sent, DELIVERY_ACK delivered, READ read, PLAYED played, ERROR failed (`keyId`) |
+//! | `messages.update` | `status` SERVER_ACK sent, DELIVERY_ACK delivered, READ read, PLAYED played, ERROR failed (the message: v2 `keyId` or `key.id`, v1 `id`, the Baileys key spread into `data`) |
 //! | `qrcode.updated` | counted; the QR code itself is never read |
 //!
 //! A disconnection's code is the Baileys `DisconnectReason` status code Evolution gives as
@@ -107,6 +107,19 @@ pub fn event_name(s: &str) -> &'static str {
         .unwrap_or(flow::OTHER)
 }
 
+/// The message a `messages.update` is about: v2 names it `keyId` (or `key.id`); v1 spreads the
+/// Baileys key into `data`, so its id is `data.id` (its `datetime`, `owner` and `remoteJid` sit
+/// beside it).
+fn updated_message(data: &Map<String, Value>) -> Option<MessageKey> {
+    let key_id = data
+        .get("key")
+        .and_then(Value::as_object)
+        .and_then(|k| k.get("id"));
+    MessageKey::of_value(data.get("keyId"))
+        .or_else(|| MessageKey::of_value(key_id))
+        .or_else(|| MessageKey::of_value(data.get("id")))
+}
+
 /// One envelope; `None` when it is not an object with an `event`.
 pub fn push(v: &Value) -> Option<Push> {
     let o = v.as_object()?;
@@ -179,16 +192,7 @@ pub fn push(v: &Value) -> Option<Push> {
                 if s == MessageStatus::Failed {
                     e.errors.push("ERROR");
                 }
-                e.messages = MessageKey::of_value(data.get("keyId"))
-                    .or_else(|| {
-                        MessageKey::of_value(
-                            data.get("key")
-                                .and_then(Value::as_object)
-                                .and_then(|k| k.get("id")),
-                        )
-                    })
-                    .into_iter()
-                    .collect();
+                e.messages = updated_message(data).into_iter().collect();
             }
         }
         "logout.instance" | "remove.instance" => e.connected = Some(false),
@@ -211,7 +215,7 @@ fn replay_key(name: &str, data: &Map<String, Value>) -> Option<ReplayKey> {
         .and_then(|k| k.get("id"));
     let id = match name {
         "messages.upsert" | "send.message" => key_id,
-        "messages.update" => data.get("keyId").or(key_id),
+        "messages.update" => data.get("keyId").or(key_id).or_else(|| data.get("id")),
         _ => None,
     };
     let status = match data.get("status") {
@@ -350,6 +354,13 @@ mod tests {
             );
             assert_eq!(e.timestamp, None, "no time in messages.update");
         }
+        let v1 = one("messages_update_v1_delivery_ack").event;
+        assert_eq!(v1.status, Some(MessageStatus::Delivered));
+        assert_eq!(
+            v1.messages,
+            vec![MessageKey::of("BAE594145F4C59B4").unwrap()]
+        );
+        assert!(v1.replay.is_some(), "a v1 update is known again by its id");
         let failed = parse(br#"{"event":"messages.update","data":{"keyId":"K","status":"ERROR"}}"#)
             .unwrap()
             .items

@@ -105,8 +105,9 @@ pub fn event(v: &Value) -> Option<Event> {
         }
         "ReceivedCallback" => {
             let own = o.get("fromMe").and_then(crate::json::boolean) == Some(true);
-            e.received = u32::from(!own);
-            if !own {
+            let message = !own && !is_notification(o);
+            e.received = u32::from(message);
+            if message {
                 // `phone` is the chat (the sender) and `messageId` the message, as read-message
                 // names them; kept for a canary's message only.
                 let text = o.get("text").and_then(|t| t.get("message"));
@@ -121,6 +122,15 @@ pub fn event(v: &Value) -> Option<Event> {
         _ => {}
     }
     Some(e)
+}
+
+/// A ReceivedCallback with a `notification` (CALL_MISSED_VOICE, MEMBERSHIP_APPROVAL_REQUEST,
+/// GROUP_PARTICIPANT_ADD, ...) is a WhatsApp system notice, no message anyone sent the number:
+/// counted as an event, never as received, as a missed call would otherwise pass for traffic.
+fn is_notification(o: &serde_json::Map<String, Value>) -> bool {
+    o.get("notification")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.trim().is_empty())
 }
 
 /// What makes a callback the same callback: the message ids it names (`messageId`, or a status
@@ -293,6 +303,23 @@ mod tests {
         );
         let shown = format!("{canary:?}");
         assert!(!shown.contains("whatsapp_exporter") && !shown.contains("5544999999999"));
+    }
+
+    #[test]
+    fn notifications_are_events_not_received_messages() {
+        for f in [
+            "received_notification_call_missed_voice",
+            "received_notification_membership_approval_request",
+        ] {
+            let e = one(f);
+            assert_eq!((e.name, e.received), ("ReceivedCallback", 0), "{f}");
+            assert_eq!(e.canary, None, "{f}");
+        }
+        let blank = parse(br#"{"type":"ReceivedCallback","fromMe":false,"notification":null,"text":{"message":"oi"}}"#).unwrap();
+        assert_eq!(
+            blank.items[0].received, 1,
+            "a null notification is a message"
+        );
     }
 
     #[test]
