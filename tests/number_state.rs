@@ -32,6 +32,10 @@ async fn gateways_mock() -> Mock {
                 reply(200, zapi(up, true))
             } else if p.contains("getStateInstance") {
                 reply(200, r#"{"stateInstance":"yellowCard"}"#)
+            } else if p.starts_with("/instance/connectionState/") {
+                reply(200, r#"{"instance":{"instanceName":"lost","state":"close"}}"#)
+            } else if p.contains("106540352242922") {
+                reply(200, r#"{"status":"CONNECTED","quality_rating":"RED","messaging_limit_tier":"TIER_1K","health_status":{"can_send_message":"AVAILABLE","entities":[]},"id":"106540352242922"}"#)
             } else if p.starts_with("/api/sessions/") {
                 reply(200, r#"{"name":"default","status":"SCAN_QR_CODE"}"#)
             } else {
@@ -65,6 +69,8 @@ fn config(url: &str) -> String {
     }
     gateways.push_str(&format!("  - name: yellow\n    provider: greenapi\n    url: {url}\n    instance: \"1101000001\"\n    token: green-token-for-tests\n"));
     gateways.push_str(&format!("  - name: qr\n    provider: waha\n    url: {url}\n    instance: default\n    token: waha-key-for-tests\n"));
+    gateways.push_str(&format!("  - name: evo\n    provider: evolution\n    url: {url}\n    instance: lost\n    token: evo-key-for-tests\n"));
+    gateways.push_str(&format!("  - name: brand\n    provider: cloudapi\n    url: {url}\n    phone_number_id: \"106540352242922\"\n    token: meta-token-for-tests\n"));
     format!(
         "global:\n  interval: 1h\n  timeout: 5s\n  number_state:\n    for: 600ms\n    acks_stuck_after: 500ms\ngateways:\n{gateways}"
     )
@@ -144,13 +150,15 @@ fn sent(id: &str) -> String {
 async fn every_state_from_the_evidence_each_provider_gives() {
     let mock = gateways_mock().await;
     let ex = Exporter::start(&config(&mock.url())).await;
-    for g in ["ok", "works", "stuck", "off", "down", "yellow", "qr"] {
+    for g in [
+        "ok", "works", "stuck", "off", "down", "yellow", "qr", "evo", "brand",
+    ] {
         ex.poll(g).await;
     }
     // What the polls alone tell, shown as soon as the first answer comes.
     let m = ex
         .wait_for(10, |m| {
-            ["ok", "off", "down", "yellow", "qr"]
+            ["ok", "off", "down", "yellow", "qr", "evo", "brand"]
                 .iter()
                 .all(|g| state(m, g).is_some_and(|s| s != "unknown" || *g == "down"))
         })
@@ -165,6 +173,10 @@ async fn every_state_from_the_evidence_each_provider_gives() {
     assert_eq!(problems(&m, "yellow"), ["send_limited"]);
     assert_eq!(state(&m, "qr").as_deref(), Some("disconnected"));
     assert_eq!(problems(&m, "qr"), ["logged_out"]);
+    assert_eq!(state(&m, "evo").as_deref(), Some("disconnected"));
+    assert_eq!(problems(&m, "evo"), ["logged_out"]);
+    assert_eq!(state(&m, "brand").as_deref(), Some("restricted"));
+    assert_eq!(problems(&m, "brand"), ["quality_low"]);
 
     // Pushes: a received message is positive evidence, shown once it has held for `for`.
     push(&ex, "works", received("IN1")).await;
