@@ -348,7 +348,8 @@ unit, env = sys.argv[1], sys.argv[2]
 text = open(unit).read()
 errors = []
 want = {
-    "ExecStart": "/usr/local/bin/whatsapp_exporter --config.file=/etc/whatsapp_exporter/whatsapp_exporter.yml",
+    "ExecStart": "/usr/local/bin/whatsapp_exporter --config.file=/etc/whatsapp_exporter/whatsapp_exporter.yml --storage.path=/var/lib/whatsapp_exporter",
+    "StateDirectory": "whatsapp_exporter",
     "ExecReload": "/bin/kill -HUP $MAINPID", "Restart": "on-failure",
     "EnvironmentFile": "-/etc/whatsapp_exporter/env", "DynamicUser": "yes", "ProtectSystem": "strict",
     "ProtectHome": "yes", "PrivateTmp": "yes", "PrivateDevices": "yes", "NoNewPrivileges": "yes",
