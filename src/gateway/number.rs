@@ -24,7 +24,7 @@ use crate::sync::lock;
 pub type CanaryEvidence<'a> = &'a dyn Fn(&str) -> (Problems, bool);
 
 /// The shown state of one number, for the status page.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NumberView {
     /// The gateway name (`<server>/<instance>` for a discovered instance).
     pub gateway: String,
@@ -109,8 +109,11 @@ impl Gateway {
             judged.push(view(gateway, None, &numbers.own, unacked));
         }
         drop(st);
-        numbers.fragment = Arc::new(self.render_numbers(&judged));
-        numbers.views = judged;
+        // Most rounds change nothing: the series are rendered again only when a view did.
+        if numbers.views != judged {
+            numbers.fragment = Arc::new(self.render_numbers(&judged));
+            numbers.views = judged;
+        }
     }
 
     /// Drops the number states of instances the last listing no longer has, at once: an instance
